@@ -1,0 +1,252 @@
+# Build, test and check alkey (GNU make).
+#
+#   make test         system packages + .venv + extension, then pytest
+#   make demo         examples/demo.py
+#   make test-asan    pytest against an ASan + UBSan build, then the normal build back
+#   make valgrind     the native tests under valgrind (PYTHONMALLOC=malloc)
+#   make hiredis1-check   csrc/*.c against the hiredis 1.x headers of hiredis-py's sdist
+#   make bench        benchmarks/run.py
+#   make clean / distclean
+#
+# PYTEST_ARGS passes options to pytest: make test PYTEST_ARGS='-k keys -x'.
+# Only python3, gcc and make need to be there: `deps` installs the rest
+# with apt-get when run as root, and otherwise prints the command to run.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := test
+
+PYTHON ?= python3
+CC_SAN ?= gcc
+VENV := .venv
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+CSRC := $(sort $(wildcard csrc/*.c))
+NATIVE_TESTS := $(sort $(wildcard tests/test_native*.py tests/test_keys*.py))
+
+# Left by test-asan until the normal build is back: the next build must
+# replace the sanitized extension even though no source changed.
+ASAN_MARK := build/.asan-build
+
+# $(call apt_install,PACKAGES): installs Debian packages when root, else
+# prints the command and fails.  PACKAGES may be a shell variable ($$x).
+define apt_install
+if [ "$$(id -u)" = 0 ]; then \
+    echo "make: installing$(1)"; \
+    apt-get update; \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends$(1); \
+else \
+    echo "make: missing system packages; run:" >&2; \
+    echo "    sudo apt-get install -y$(1)" >&2; \
+    exit 1; \
+fi
+endef
+
+# Lists the Debian packages providing what the build and tests need and
+# are missing (space-prefixed words).
+define missing_packages
+missing=""; \
+if command -v pkg-config >/dev/null; then \
+    pkg-config --exists hiredis || missing="$$missing libhiredis-dev"; \
+    pkg-config --exists libcrypto || missing="$$missing libssl-dev"; \
+else \
+    missing="$$missing pkg-config"; \
+    [ -e /usr/include/hiredis/hiredis.h ] || missing="$$missing libhiredis-dev"; \
+    [ -e /usr/include/openssl/sha.h ] || missing="$$missing libssl-dev"; \
+fi; \
+command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
+$(PYTHON) -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' || missing="$$missing python3-dev"
+endef
+
+.PHONY: test demo deps venv native test-asan valgrind hiredis1-check bench clean distclean
+
+deps:
+	@$(missing_packages); \
+	if [ -n "$$missing" ]; then \
+	    $(call apt_install,$$missing); \
+	    $(missing_packages); \
+	    if [ -n "$$missing" ]; then \
+	        echo "make: still missing after apt-get:$$missing" >&2; exit 1; \
+	    fi; \
+	fi
+
+# The virtualenv with alkey installed in editable mode and the test extras.
+# Remade when the build or dependency declarations change.
+$(STAMP): setup.py pyproject.toml | deps
+	[ -x $(VPY) ] || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install --quiet --upgrade pip 'setuptools>=77' wheel
+	$(VPY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+.venv venv: $(STAMP)
+
+# Rebuilds alkey/_native*.so in place when csrc/ changed (setuptools
+# compares the sources and headers with the built file).
+native: $(STAMP)
+	@if [ -e $(ASAN_MARK) ]; then \
+	    echo "make: replacing the sanitized build"; \
+	    $(VPY) setup.py --quiet build_ext --inplace --force; \
+	    rm -f $(ASAN_MARK); \
+	else \
+	    $(VPY) setup.py --quiet build_ext --inplace; \
+	fi
+
+test: deps native
+	$(VPY) -m pytest $(PYTEST_ARGS)
+
+demo: deps native
+	$(VPY) examples/demo.py
+
+bench: deps native
+	@[ -f benchmarks/run.py ] || { echo "make: benchmarks/run.py does not exist yet" >&2; exit 1; }
+	$(VPY) benchmarks/run.py
+
+# The extension built with ALKEY_DEBUG_BUILD=1 (-Werror -O0, ASan +
+# UBSan) and loaded into the ordinary interpreter: the sanitizer runtimes
+# must be preloaded.  detect_leaks=0 because Python leaks at exit by design.
+# --capture=sys: the sanitizers write to fd 2, which pytest's default fd
+# capture would swallow along with an aborted process.  ALKEY_SANITIZER
+# tells tests that measure memory (RSS) that ASan's quarantine keeps freed
+# memory, so that they can skip themselves.
+ASAN_PRELOAD = $(shell $(CC_SAN) -print-file-name=libasan.so) $(shell $(CC_SAN) -print-file-name=libubsan.so)
+
+test-asan: deps $(STAMP)
+	mkdir -p build
+	touch $(ASAN_MARK)
+	ALKEY_DEBUG_BUILD=1 $(VPY) setup.py --quiet build_ext --inplace --force \
+	    --build-temp build/temp-asan
+	status=0; \
+	LD_PRELOAD="$(ASAN_PRELOAD)" \
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	ALKEY_SANITIZER=address,undefined \
+	    $(VPY) -m pytest --capture=sys $(PYTEST_ARGS) || status=$$?; \
+	$(MAKE) --no-print-directory native; \
+	exit $$status
+
+# The native tests under valgrind; PYTHONMALLOC=malloc lets valgrind see
+# every allocation.  Memory errors and definite leaks fail the run
+# (possible leaks are Python's own).  --capture=sys leaves fd 2 to
+# valgrind's reports.
+#
+# The suppressions silence CPython, not alkey: with PYTHONMALLOC=malloc,
+# CPython 3.11 computes the int 0 as 0 * an uninitialised digit
+# (MEDIUM_VALUE in longobject.c, e.g. for every .pyc's flags), and the
+# pointer to the small int it picks stays "uninitialised" wherever it goes
+# in the interpreter.  So uninitialised-value reports whose six innermost
+# frames are all in the interpreter are dropped; invalid reads and writes,
+# uninitialised values used in alkey's code or in the CPython calls it
+# makes, and definite leaks are all still reported.  glibc has two false
+# reports of its own.
+VALGRIND_SUPP := build/valgrind-python.supp
+define VALGRIND_SUPP_TEXT
+{
+   cpython-uninitialised-value-in-libpython
+   Memcheck:Value8
+   obj:*/libpython3*
+   obj:*/libpython3*
+   obj:*/libpython3*
+   obj:*/libpython3*
+   obj:*/libpython3*
+   obj:*/libpython3*
+}
+{
+   cpython-uninitialised-cond-in-libpython
+   Memcheck:Cond
+   obj:*/libpython3*
+   obj:*/libpython3*
+   obj:*/libpython3*
+   obj:*/libpython3*
+   obj:*/libpython3*
+   obj:*/libpython3*
+}
+{
+   cpython-uninitialised-value-in-static-python
+   Memcheck:Value8
+   obj:*/bin/python3*
+   obj:*/bin/python3*
+   obj:*/bin/python3*
+   obj:*/bin/python3*
+   obj:*/bin/python3*
+   obj:*/bin/python3*
+}
+{
+   cpython-uninitialised-cond-in-static-python
+   Memcheck:Cond
+   obj:*/bin/python3*
+   obj:*/bin/python3*
+   obj:*/bin/python3*
+   obj:*/bin/python3*
+   obj:*/bin/python3*
+   obj:*/bin/python3*
+}
+{
+   glibc-wmemcmp-reads-whole-words
+   Memcheck:Addr32
+   fun:__wmemcmp_*
+}
+{
+   glibc-dlopen-keeps-the-old-scope-array
+   Memcheck:Leak
+   match-leak-kinds: definite
+   fun:malloc
+   ...
+   fun:dl_open_worker_begin
+}
+endef
+export VALGRIND_SUPP_TEXT
+
+valgrind: deps native
+	@command -v valgrind >/dev/null || { $(call apt_install, valgrind); }
+	@if [ -z "$(NATIVE_TESTS)" ]; then \
+	    echo "make: no tests/test_native*.py or tests/test_keys*.py to run" >&2; exit 1; \
+	fi
+	@mkdir -p build
+	@printf '%s\n' "$$VALGRIND_SUPP_TEXT" > $(VALGRIND_SUPP)
+	PYTHONMALLOC=malloc valgrind --quiet --leak-check=full \
+	    --show-leak-kinds=definite --errors-for-leak-kinds=definite \
+	    --error-exitcode=1 --suppressions=$(VALGRIND_SUPP) \
+	    $(VPY) -m pytest --capture=sys -p no:cacheprovider $(NATIVE_TESTS) $(PYTEST_ARGS)
+
+# csrc/*.c against hiredis 1.x (with SSL) as vendored in hiredis-py's
+# sdist: the system's libhiredis-dev may be 0.14.  Syntax only; nothing of
+# that sdist is kept in the tree (build/ is ignored).  HIREDIS_SDIST=path
+# uses an sdist already downloaded.
+HIREDIS1_DIR := build/hiredis1
+HIREDIS_SDIST ?=
+
+hiredis1-check: deps $(STAMP)
+	rm -rf $(HIREDIS1_DIR)
+	mkdir -p $(HIREDIS1_DIR)
+	if [ -n "$(HIREDIS_SDIST)" ]; then \
+	    cp "$(HIREDIS_SDIST)" $(HIREDIS1_DIR)/; \
+	else \
+	    $(VPY) -m pip download --quiet --no-deps --no-binary :all: \
+	        --dest $(HIREDIS1_DIR) hiredis; \
+	fi
+	tar -xzf $(HIREDIS1_DIR)/hiredis-*.tar.gz -C $(HIREDIS1_DIR)
+	@vendor=$$(echo $(HIREDIS1_DIR)/hiredis-*/vendor); \
+	if [ ! -f "$$vendor/hiredis/hiredis.h" ] || [ ! -f "$$vendor/hiredis/hiredis_ssl.h" ]; then \
+	    echo "make: no vendored hiredis in $$vendor" >&2; exit 1; \
+	fi; \
+	echo "make: hiredis $$(sed -n 's/^#define HIREDIS_\(MAJOR\|MINOR\|PATCH\) //p' \
+	    "$$vendor/hiredis/hiredis.h" | paste -sd.) from $$(basename $$(dirname $$vendor))"; \
+	pyinc=$$($(VPY) -c 'import sysconfig; print(sysconfig.get_paths()["include"])'); \
+	for src in $(CSRC); do \
+	    echo "  $(CC_SAN) -fsyntax-only $$src"; \
+	    $(CC_SAN) -fsyntax-only -std=gnu11 -Wall -Wextra -Wstrict-prototypes -Werror \
+	        -I"$$pyinc" -I"$$vendor" -I"$$vendor/hiredis" \
+	        -D_FILE_OFFSET_BITS=64 -DALKEY_HAVE_HIREDIS_SSL=1 \
+	        $$(pkg-config --cflags libcrypto) "$$src"; \
+	done
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .hypothesis
+	rm -f alkey/*.so
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,33 @@
+"""alkey: cache keys for SQLAlchemy applications that invalidate themselves.
+
+    from alkey.cache import get_cache_key_generator
+    key_generator = get_cache_key_generator()
+    key = key_generator(user, Post, 'sidebar')
+
+The key embeds version tokens kept in Redis; a commit that changes a named
+row or table replaces its token, so the key changes by itself.
+"""
+
+from __future__ import annotations
+
+from ._native import (
+    AuthenticationError,
+    Client,
+    ConfigurationError,
+    ConnectionError,
+    Error,
+    ReplyError,
+    TimeoutError,
+)
+
+__all__ = [
+    'AuthenticationError',
+    'Client',
+    'ConfigurationError',
+    'ConnectionError',
+    'Error',
+    'ReplyError',
+    'TimeoutError',
+]
+
+__version__ = '1.0.0.dev0'

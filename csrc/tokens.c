@@ -1,0 +1,769 @@
+/* Tokens: looking them up in Redis, creating the missing ones atomically,
+ * and building cache keys from them.
+ *
+ * A lookup is one MGET of every token key of a call.  Only when some are
+ * missing is there a second round trip: SET key token NX EX ttl for each
+ * missing one, then an MGET of those, pipelined, so that whatever token won
+ * the race (ours or a concurrent commit's) is the one used. */
+#include "tokens.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "client.h"
+#include "keys.h"
+
+static const char b64url[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+int
+alkey_random_token(char out[ALKEY_TOKEN_LEN])
+{
+    unsigned char raw[16];
+    size_t got = 0;
+    int i, bit;
+
+    while (got < sizeof(raw)) {
+        ssize_t n = getrandom(raw + got, sizeof(raw) - got, 0);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return -1;
+        }
+        got += (size_t)n;
+    }
+    /* 128 bits as 22 six-bit digits (the last holds 2 bits). */
+    for (i = 0, bit = 0; i < ALKEY_TOKEN_LEN; i++, bit += 6) {
+        int byte = bit / 8, shift = bit % 8;
+        unsigned v = (unsigned)raw[byte] << 8;
+        if (byte + 1 < (int)sizeof(raw)) {
+            v |= raw[byte + 1];
+        }
+        out[i] = b64url[(v >> (10 - shift)) & 0x3F];
+    }
+    return 0;
+}
+
+/* The tokens of one call: n strings in one buffer. */
+typedef struct {
+    Py_ssize_t n;
+    char *buf;
+    size_t len, cap;
+    size_t *offs;
+    size_t *lens;
+    const char **ptrs;          /* filled by tokenset_ptrs() */
+} tokenset;
+
+static int
+tokenset_init(tokenset *ts, Py_ssize_t n)
+{
+    size_t count = (size_t)(n ? n : 1);
+
+    memset(ts, 0, sizeof(*ts));
+    ts->n = n;
+    ts->offs = PyMem_Malloc(sizeof(size_t) * count);
+    ts->lens = PyMem_Malloc(sizeof(size_t) * count);
+    ts->ptrs = PyMem_Malloc(sizeof(char *) * count);
+    if (ts->offs == NULL || ts->lens == NULL || ts->ptrs == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+static void
+tokenset_free(tokenset *ts)
+{
+    PyMem_RawFree(ts->buf);
+    PyMem_Free(ts->offs);
+    PyMem_Free(ts->lens);
+    PyMem_Free(ts->ptrs);
+    memset(ts, 0, sizeof(*ts));
+}
+
+/* Appends token i.  Bytes outside printable ASCII, and '%', are written as
+ * %XX so that a token set by hand (set_token) with any value still gives a
+ * valid, injective key.  Uses the raw allocator: may run without the GIL.
+ * Returns 0 or -1 (out of memory). */
+static int
+tokenset_put(tokenset *ts, Py_ssize_t i, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t need, k;
+
+    if (n > (SIZE_MAX - ts->len) / 3) {
+        return -1;
+    }
+    need = ts->len + n * 3;
+    if (need > ts->cap) {
+        size_t cap = ts->cap ? ts->cap : 256;
+        char *buf;
+        while (cap < need) {
+            if (cap > SIZE_MAX / 2) {
+                return -1;
+            }
+            cap *= 2;
+        }
+        buf = PyMem_RawRealloc(ts->buf, cap);
+        if (buf == NULL) {
+            return -1;
+        }
+        ts->buf = buf;
+        ts->cap = cap;
+    }
+    ts->offs[i] = ts->len;
+    for (k = 0; k < n; k++) {
+        unsigned char c = (unsigned char)s[k];
+        if (c > 0x20 && c < 0x7F && c != '%') {
+            ts->buf[ts->len++] = (char)c;
+        }
+        else {
+            ts->buf[ts->len++] = '%';
+            ts->buf[ts->len++] = hex[c >> 4];
+            ts->buf[ts->len++] = hex[c & 0xF];
+        }
+    }
+    ts->lens[i] = ts->len - ts->offs[i];
+    return 0;
+}
+
+static const char *const *
+tokenset_ptrs(tokenset *ts)
+{
+    Py_ssize_t i;
+
+    for (i = 0; i < ts->n; i++) {
+        ts->ptrs[i] = ts->buf + ts->offs[i];
+    }
+    return ts->ptrs;
+}
+
+/* Fills every slot with a fresh random token that is stored nowhere, so the
+ * key built from them is new: a cache miss, never a stale hit. */
+static int
+tokenset_fresh(tokenset *ts)
+{
+    Py_ssize_t i;
+    char tok[ALKEY_TOKEN_LEN];
+
+    ts->len = 0;
+    for (i = 0; i < ts->n; i++) {
+        if (alkey_random_token(tok) < 0) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
+        if (tokenset_put(ts, i, tok, ALKEY_TOKEN_LEN) < 0) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* The native lookup                                                    */
+
+/* What went wrong in a lookup, told with the GIL held afterwards. */
+enum lookup_status {
+    LOOKUP_OK = 0,
+    LOOKUP_CONN,        /* the connection failed: ctx->err */
+    LOOKUP_REPLY,       /* an error or malformed reply: message in reply */
+    LOOKUP_NOMEM,
+    LOOKUP_RANDOM,
+};
+
+typedef struct {
+    enum lookup_status status;
+    int err_no;
+    char message[256];
+} lookup_result;
+
+static int
+reply_is_string_array(const redisReply *r, size_t n)
+{
+    size_t i;
+
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != n) {
+        return 0;
+    }
+    for (i = 0; i < n; i++) {
+        int t = r->element[i]->type;
+        if (t != REDIS_REPLY_STRING && t != REDIS_REPLY_NIL) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static void
+reply_problem(lookup_result *res, const redisReply *r, const char *what)
+{
+    res->status = LOOKUP_REPLY;
+    if (r->type == REDIS_REPLY_ERROR) {
+        snprintf(res->message, sizeof(res->message), "%s failed: %.200s",
+                 what, r->str ? r->str : "");
+    }
+    else {
+        snprintf(res->message, sizeof(res->message),
+                 "%s gave an unexpected reply (type %d)", what, r->type);
+    }
+}
+
+/* Looks up n tokens on one connection.  Runs WITHOUT the GIL: touches only
+ * C buffers and the raw allocator.  On LOOKUP_OK, ts holds every token. */
+static void
+lookup(alkey_conn *conn, Py_ssize_t n, const char *const *keys,
+       const size_t *keylens, const char *ttl, tokenset *ts,
+       lookup_result *res)
+{
+    const char **argv = NULL;
+    size_t *argvlen = NULL;
+    alkey_cmd *cmds = NULL;
+    redisReply **replies = NULL;
+    redisReply *first = NULL;
+    char *fresh = NULL;
+    Py_ssize_t i, m = 0, j;
+    size_t nargs;
+
+    res->status = LOOKUP_OK;
+    /* Room for MGET + n keys, then m SETs of 7 words and MGET + m keys. */
+    nargs = (size_t)n * 8 + 2;
+    argv = PyMem_RawMalloc(sizeof(char *) * nargs);
+    argvlen = PyMem_RawMalloc(sizeof(size_t) * nargs);
+    cmds = PyMem_RawMalloc(sizeof(alkey_cmd) * ((size_t)n + 1));
+    replies = PyMem_RawCalloc((size_t)n + 1, sizeof(redisReply *));
+    if (argv == NULL || argvlen == NULL || cmds == NULL || replies == NULL) {
+        res->status = LOOKUP_NOMEM;
+        goto done;
+    }
+    argv[0] = "MGET";
+    argvlen[0] = 4;
+    for (i = 0; i < n; i++) {
+        argv[i + 1] = keys[i];
+        argvlen[i + 1] = keylens[i];
+    }
+    cmds[0].argc = (int)n + 1;
+    cmds[0].argv = argv;
+    cmds[0].argvlen = argvlen;
+    if (alkey_conn_run(conn, 1, cmds, &first, &res->err_no) < 0) {
+        res->status = LOOKUP_CONN;
+        goto done;
+    }
+    if (!reply_is_string_array(first, (size_t)n)) {
+        reply_problem(res, first, "MGET");
+        goto done;
+    }
+    for (i = 0; i < n; i++) {
+        if (first->element[i]->type == REDIS_REPLY_NIL) {
+            m++;
+        }
+    }
+    if (m > 0) {
+        /* Missing tokens: create them atomically, then read back whichever
+         * token is there now. */
+        size_t a = 0;
+        redisReply *last;
+        fresh = PyMem_RawMalloc((size_t)m * ALKEY_TOKEN_LEN);
+        if (fresh == NULL) {
+            res->status = LOOKUP_NOMEM;
+            goto done;
+        }
+        for (i = 0, j = 0; i < n; i++) {
+            if (first->element[i]->type != REDIS_REPLY_NIL) {
+                continue;
+            }
+            if (alkey_random_token(fresh + j * ALKEY_TOKEN_LEN) < 0) {
+                res->status = LOOKUP_RANDOM;
+                res->err_no = errno;
+                goto done;
+            }
+            cmds[j].argv = argv + a;
+            cmds[j].argvlen = argvlen + a;
+            cmds[j].argc = 6;
+            argv[a] = "SET"; argvlen[a++] = 3;
+            argv[a] = keys[i]; argvlen[a++] = keylens[i];
+            argv[a] = fresh + j * ALKEY_TOKEN_LEN;
+            argvlen[a++] = ALKEY_TOKEN_LEN;
+            argv[a] = "NX"; argvlen[a++] = 2;
+            argv[a] = "EX"; argvlen[a++] = 2;
+            argv[a] = ttl; argvlen[a++] = strlen(ttl);
+            j++;
+        }
+        cmds[m].argv = argv + a;
+        cmds[m].argvlen = argvlen + a;
+        cmds[m].argc = (int)m + 1;
+        argv[a] = "MGET"; argvlen[a++] = 4;
+        for (i = 0; i < n; i++) {
+            if (first->element[i]->type == REDIS_REPLY_NIL) {
+                argv[a] = keys[i];
+                argvlen[a++] = keylens[i];
+            }
+        }
+        if (alkey_conn_run(conn, (int)m + 1, cmds, replies,
+                           &res->err_no) < 0) {
+            res->status = LOOKUP_CONN;
+            goto done;
+        }
+        for (j = 0; j < m; j++) {
+            int t = replies[j]->type;
+            if (t != REDIS_REPLY_STATUS && t != REDIS_REPLY_NIL) {
+                reply_problem(res, replies[j], "SET NX");
+                goto done;
+            }
+        }
+        last = replies[m];
+        if (!reply_is_string_array(last, (size_t)m)) {
+            reply_problem(res, last, "MGET");
+            goto done;
+        }
+        for (i = 0, j = 0; i < n; i++) {
+            const redisReply *r = first->element[i];
+            if (r->type == REDIS_REPLY_NIL) {
+                r = last->element[j];
+                if (r->type == REDIS_REPLY_NIL) {
+                    /* Gone already (evicted): ours, stored or not, is
+                     * new, so the key is a miss either way. */
+                    if (tokenset_put(ts, i, fresh + j * ALKEY_TOKEN_LEN,
+                                     ALKEY_TOKEN_LEN) < 0) {
+                        res->status = LOOKUP_NOMEM;
+                        goto done;
+                    }
+                    j++;
+                    continue;
+                }
+                j++;
+            }
+            if (tokenset_put(ts, i, r->str, r->len) < 0) {
+                res->status = LOOKUP_NOMEM;
+                goto done;
+            }
+        }
+    }
+    else {
+        for (i = 0; i < n; i++) {
+            const redisReply *r = first->element[i];
+            if (tokenset_put(ts, i, r->str, r->len) < 0) {
+                res->status = LOOKUP_NOMEM;
+                goto done;
+            }
+        }
+    }
+
+done:
+    if (first != NULL) {
+        freeReplyObject(first);
+    }
+    if (replies != NULL) {
+        for (i = 0; i <= m; i++) {
+            if (replies[i] != NULL) {
+                freeReplyObject(replies[i]);
+            }
+        }
+    }
+    PyMem_RawFree(fresh);
+    PyMem_RawFree(argv);
+    PyMem_RawFree(argvlen);
+    PyMem_RawFree(cmds);
+    PyMem_RawFree(replies);
+}
+
+/* Looks up the tokens of n keys through a native client.  GIL held on
+ * entry and exit.  Returns 0, or -1 with an alkey.Error (or MemoryError /
+ * OSError) set. */
+static int
+native_tokens(alkey_client *client, alkey_state *st, Py_ssize_t n,
+              const char *const *keys, const size_t *keylens, long ttl,
+              tokenset *ts)
+{
+    alkey_conn *conn;
+    lookup_result res;
+    char ttlbuf[32];
+
+    snprintf(ttlbuf, sizeof(ttlbuf), "%ld", ttl);
+    conn = alkey_client_acquire(client, st);
+    if (conn == NULL) {
+        return -1;
+    }
+    memset(&res, 0, sizeof(res));
+    Py_BEGIN_ALLOW_THREADS
+    lookup(conn, n, keys, keylens, ttlbuf, ts, &res);
+    Py_END_ALLOW_THREADS
+    switch (res.status) {
+    case LOOKUP_OK:
+        alkey_client_release(client, conn, 0);
+        return 0;
+    case LOOKUP_CONN:
+        alkey_conn_error(st, client, conn->ctx, res.err_no);
+        alkey_client_release(client, conn, 1);
+        return -1;
+    case LOOKUP_REPLY:
+        alkey_client_release(client, conn, 0);
+        PyErr_Format(st->ReplyError, "token lookup: %s", res.message);
+        return -1;
+    case LOOKUP_RANDOM:
+        alkey_client_release(client, conn, 0);
+        errno = res.err_no;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    default:
+        /* The pipeline may be half read: do not reuse the connection. */
+        alkey_client_release(client, conn, 1);
+        PyErr_NoMemory();
+        return -1;
+    }
+}
+
+/* Looks up tokens through a Python callable (the redis-py path): it gets a
+ * list of token keys and returns a sequence of as many str or bytes. */
+static int
+callable_tokens(PyObject *source, Py_ssize_t n, const char *const *keys,
+                const size_t *keylens, tokenset *ts)
+{
+    PyObject *list = NULL, *result = NULL, *seq = NULL;
+    Py_ssize_t i;
+    int rc = -1;
+
+    list = PyList_New(n);
+    if (list == NULL) {
+        goto done;
+    }
+    for (i = 0; i < n; i++) {
+        PyObject *k = PyUnicode_DecodeUTF8(keys[i], (Py_ssize_t)keylens[i],
+                                           "strict");
+        if (k == NULL) {
+            goto done;
+        }
+        PyList_SET_ITEM(list, i, k);
+    }
+    result = PyObject_CallOneArg(source, list);
+    if (result == NULL) {
+        goto done;
+    }
+    seq = PySequence_Fast(result, "a token source must return a sequence");
+    if (seq == NULL) {
+        goto done;
+    }
+    if (PySequence_Fast_GET_SIZE(seq) != n) {
+        PyErr_Format(PyExc_ValueError,
+                     "the token source returned %zd tokens for %zd keys",
+                     PySequence_Fast_GET_SIZE(seq), n);
+        goto done;
+    }
+    for (i = 0; i < n; i++) {
+        PyObject *t = PySequence_Fast_GET_ITEM(seq, i);
+        const char *s;
+        Py_ssize_t len;
+        if (PyBytes_Check(t)) {
+            s = PyBytes_AS_STRING(t);
+            len = PyBytes_GET_SIZE(t);
+        }
+        else if (PyUnicode_Check(t)) {
+            s = PyUnicode_AsUTF8AndSize(t, &len);
+            if (s == NULL) {
+                goto done;
+            }
+        }
+        else {
+            PyErr_Format(PyExc_TypeError,
+                         "a token must be str or bytes, not %.100s",
+                         Py_TYPE(t)->tp_name);
+            goto done;
+        }
+        if (tokenset_put(ts, i, s, (size_t)len) < 0) {
+            PyErr_NoMemory();
+            goto done;
+        }
+    }
+    rc = 0;
+done:
+    Py_XDECREF(seq);
+    Py_XDECREF(result);
+    Py_XDECREF(list);
+    return rc;
+}
+
+/* Tells the error handler about a lookup failure that the caller recovers
+ * from, and clears it.  Returns 0, or -1 when the error must propagate
+ * (not an Exception, or out of memory). */
+static int
+absorb_failure(alkey_state *st)
+{
+    PyObject *type, *value, *tb, *r;
+
+    if (!PyErr_ExceptionMatches(PyExc_Exception) ||
+        PyErr_ExceptionMatches(PyExc_MemoryError)) {
+        return -1;
+    }
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL && value != NULL) {
+        PyException_SetTraceback(value, tb);
+    }
+    if (st->error_handler != NULL && value != NULL) {
+        r = PyObject_CallOneArg(st->error_handler, value);
+        if (r == NULL) {
+            PyErr_WriteUnraisable(st->error_handler);
+        }
+        Py_XDECREF(r);
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+    return 0;
+}
+
+/* Reads the ttl argument: a positive int of seconds. */
+static int
+ttl_arg(PyObject *obj, long *ttl)
+{
+    if (PyBool_Check(obj) || !PyLong_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "ttl must be an int, not %.100s",
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    *ttl = PyLong_AsLong(obj);
+    if (*ttl == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (*ttl < 1) {
+        PyErr_Format(PyExc_ValueError, "ttl must be 1 second or more, got %ld",
+                     *ttl);
+        return -1;
+    }
+    return 0;
+}
+
+const char alkey_cache_key_doc[] = PyDoc_STR(
+"cache_key(source, args, namespace, ttl, hashed) -> str\n\n"
+"The cache key of the sequence ``args``: each identifier in it (or\n"
+"object the resolver maps to one) contributes its token, looked up\n"
+"through ``source`` under ``namespace:<identifier>`` (missing tokens are\n"
+"created with expiry ``ttl`` seconds).  ``source`` is a Client (one round\n"
+"trip when every token exists, two otherwise), a callable taking a list\n"
+"of token keys and returning their tokens, or None (fresh tokens).  When\n"
+"the lookup fails the error handler is told and fresh, unstored tokens\n"
+"are used: the key is new, a miss, never stale.  ``hashed`` gives the\n"
+"64-character SHA-256 hex form.");
+
+PyObject *
+alkey_py_cache_key(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    alkey_state *st = alkey_get_state(module);
+    alkey_keyplan plan;
+    tokenset ts;
+    PyObject *source, *result = NULL;
+    const char *ns;
+    Py_ssize_t nslen, i, n;
+    char *keybuf = NULL;
+    const char **keys = NULL;
+    size_t *keylens = NULL;
+    long ttl;
+    int hashed, rc;
+
+    alkey_keyplan_init(&plan);
+    memset(&ts, 0, sizeof(ts));
+    if (nargs != 5) {
+        PyErr_Format(PyExc_TypeError,
+                     "cache_key() takes 5 arguments (source, args, "
+                     "namespace, ttl, hashed), %zd given", nargs);
+        goto done;
+    }
+    source = args[0];
+    if (!PyUnicode_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "namespace must be a str");
+        goto done;
+    }
+    ns = PyUnicode_AsUTF8AndSize(args[2], &nslen);
+    if (ns == NULL || ttl_arg(args[3], &ttl) < 0) {
+        goto done;
+    }
+    hashed = PyObject_IsTrue(args[4]);
+    if (hashed < 0) {
+        goto done;
+    }
+    if (alkey_keyplan_add_args(&plan, st, args[1]) < 0) {
+        goto done;
+    }
+    n = (Py_ssize_t)plan.nslots;
+    if (n == 0) {
+        result = alkey_keyplan_finish(&plan, NULL, NULL, hashed);
+        goto done;
+    }
+    if (tokenset_init(&ts, n) < 0) {
+        goto done;
+    }
+    /* The token keys, "<namespace>:<identifier>", in one buffer. */
+    {
+        size_t total = 0, off = 0;
+        for (i = 0; i < n; i++) {
+            size_t one = (size_t)nslen + 1 + plan.slots[i].oid_len;
+            if (one > SIZE_MAX - total) {
+                PyErr_NoMemory();
+                goto done;
+            }
+            total += one;
+        }
+        keybuf = PyMem_Malloc(total ? total : 1);
+        keys = PyMem_Malloc(sizeof(char *) * (size_t)n);
+        keylens = PyMem_Malloc(sizeof(size_t) * (size_t)n);
+        if (keybuf == NULL || keys == NULL || keylens == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        for (i = 0; i < n; i++) {
+            const alkey_slot *sl = &plan.slots[i];
+            keys[i] = keybuf + off;
+            memcpy(keybuf + off, ns, (size_t)nslen);
+            off += (size_t)nslen;
+            keybuf[off++] = ':';
+            memcpy(keybuf + off, plan.buf + sl->oid_off, sl->oid_len);
+            off += sl->oid_len;
+            keylens[i] = (size_t)nslen + 1 + sl->oid_len;
+        }
+    }
+    if (source == Py_None) {
+        rc = tokenset_fresh(&ts);
+        if (rc < 0) {
+            goto done;
+        }
+    }
+    else {
+        if (PyObject_TypeCheck(source, st->ClientType)) {
+            rc = native_tokens((alkey_client *)source, st, n, keys, keylens,
+                               ttl, &ts);
+        }
+        else if (PyCallable_Check(source)) {
+            rc = callable_tokens(source, n, keys, keylens, &ts);
+        }
+        else {
+            PyErr_Format(PyExc_TypeError,
+                         "source must be an alkey Client, a callable or "
+                         "None, not %.100s", Py_TYPE(source)->tp_name);
+            goto done;
+        }
+        if (rc < 0) {
+            if (absorb_failure(st) < 0 || tokenset_fresh(&ts) < 0) {
+                goto done;
+            }
+        }
+    }
+    result = alkey_keyplan_finish(&plan, tokenset_ptrs(&ts), ts.lens,
+                                  hashed);
+done:
+    PyMem_Free(keybuf);
+    PyMem_Free(keys);
+    PyMem_Free(keylens);
+    tokenset_free(&ts);
+    alkey_keyplan_free(&plan);
+    return result;
+}
+
+const char alkey_fetch_tokens_doc[] = PyDoc_STR(
+"fetch_tokens(client, keys, ttl) -> list[str]\n\n"
+"The tokens stored under the token keys ``keys`` (a list of str), each\n"
+"missing one created atomically (SET NX) with expiry ``ttl`` seconds.\n"
+"One round trip when all exist, two otherwise.  Raises alkey.Error when\n"
+"Redis fails.");
+
+PyObject *
+alkey_py_fetch_tokens(PyObject *module, PyObject *const *args,
+                      Py_ssize_t nargs)
+{
+    alkey_state *st = alkey_get_state(module);
+    PyObject *seq = NULL, *result = NULL;
+    const char **keys = NULL;
+    size_t *keylens = NULL;
+    tokenset ts;
+    Py_ssize_t i, n;
+    long ttl;
+
+    memset(&ts, 0, sizeof(ts));
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError,
+                     "fetch_tokens() takes 3 arguments (client, keys, ttl), "
+                     "%zd given", nargs);
+        return NULL;
+    }
+    if (!PyObject_TypeCheck(args[0], st->ClientType)) {
+        PyErr_Format(PyExc_TypeError,
+                     "fetch_tokens() needs an alkey Client, not %.100s",
+                     Py_TYPE(args[0])->tp_name);
+        return NULL;
+    }
+    if (ttl_arg(args[2], &ttl) < 0) {
+        return NULL;
+    }
+    seq = PySequence_Fast(args[1], "keys must be a sequence of str");
+    if (seq == NULL) {
+        return NULL;
+    }
+    n = PySequence_Fast_GET_SIZE(seq);
+    if (tokenset_init(&ts, n) < 0) {
+        goto done;
+    }
+    keys = PyMem_Malloc(sizeof(char *) * (size_t)(n ? n : 1));
+    keylens = PyMem_Malloc(sizeof(size_t) * (size_t)(n ? n : 1));
+    if (keys == NULL || keylens == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (i = 0; i < n; i++) {
+        PyObject *k = PySequence_Fast_GET_ITEM(seq, i);
+        Py_ssize_t len;
+        if (!PyUnicode_Check(k)) {
+            PyErr_Format(PyExc_TypeError, "token keys must be str, not %.100s",
+                         Py_TYPE(k)->tp_name);
+            goto done;
+        }
+        keys[i] = PyUnicode_AsUTF8AndSize(k, &len);
+        if (keys[i] == NULL) {
+            goto done;
+        }
+        keylens[i] = (size_t)len;
+    }
+    if (n > 0 && native_tokens((alkey_client *)args[0], st, n, keys, keylens,
+                               ttl, &ts) < 0) {
+        goto done;
+    }
+    result = PyList_New(n);
+    if (result == NULL) {
+        goto done;
+    }
+    for (i = 0; i < n; i++) {
+        PyObject *t = PyUnicode_DecodeASCII(ts.buf + ts.offs[i],
+                                            (Py_ssize_t)ts.lens[i], "strict");
+        if (t == NULL) {
+            Py_CLEAR(result);
+            goto done;
+        }
+        PyList_SET_ITEM(result, i, t);
+    }
+done:
+    PyMem_Free(keys);
+    PyMem_Free(keylens);
+    tokenset_free(&ts);
+    Py_DECREF(seq);
+    return result;
+}
+
+const char alkey_random_token_doc[] = PyDoc_STR(
+"random_token() -> str\n\nA new token: 128 random bits as 22 base64url "
+"characters.");
+
+PyObject *
+alkey_py_random_token(PyObject *module, PyObject *Py_UNUSED(unused))
+{
+    char tok[ALKEY_TOKEN_LEN];
+
+    (void)module;
+    if (alkey_random_token(tok) < 0) {
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return PyUnicode_DecodeASCII(tok, ALKEY_TOKEN_LEN, "strict");
+}
