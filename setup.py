@@ -107,6 +107,8 @@ class BuildExt(build_ext):
         libcrypto = require("libcrypto", LIBCRYPTO_HINT)
         have_ssl = pkg_config("--exists", "hiredis_ssl").returncode == 0
         hiredis_ssl = require("hiredis_ssl", HIREDIS_HINT) if have_ssl else None
+        # TLS connections verify the host name with OpenSSL's libssl.
+        libssl = require("libssl", LIBCRYPTO_HINT) if have_ssl else None
         debug = os.environ.get("ALKEY_DEBUG_BUILD") == "1"
 
         for ext in self.extensions:
@@ -116,6 +118,7 @@ class BuildExt(build_ext):
             add_flags(ext, *libcrypto)
             if hiredis_ssl is not None:
                 add_flags(ext, *hiredis_ssl)
+                add_flags(ext, *libssl)
                 ext.define_macros.append(("ALKEY_HAVE_HIREDIS_SSL", "1"))
             ext.extra_compile_args[:0] = WARNINGS
             if debug:

@@ -12,13 +12,17 @@
 #include <stdint.h>
 #include <stddef.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "structmember.h"
 
 #ifdef ALKEY_HAVE_HIREDIS_SSL
+#include <arpa/inet.h>
 #include <hiredis_ssl.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #endif
 
 #define CLIENT_DEFAULT_TIMEOUT_US 500000
@@ -160,11 +164,15 @@ alkey_conn_error(alkey_state *st, alkey_client *client,
         timed_out = 1;
     }
     if (timed_out) {
+        /* PyUnicode_FromFormat has no %g: format the numbers here. */
+        char limits[96];
+        snprintf(limits, sizeof(limits),
+                 "socket_timeout=%.3gs, socket_connect_timeout=%.3gs",
+                 tv_seconds(&client->timeout),
+                 tv_seconds(&client->connect_timeout));
         PyErr_Format(st->TimeoutError,
-                     "Redis at %s did not answer within the timeout "
-                     "(socket_timeout=%.3gs, socket_connect_timeout=%.3gs)",
-                     addr, tv_seconds(&client->timeout),
-                     tv_seconds(&client->connect_timeout));
+                     "Redis at %s did not answer within the timeout (%s)",
+                     addr, limits);
     }
     else if (ctx->err == REDIS_ERR_EOF) {
         PyErr_Format(st->ConnectionError,
@@ -243,7 +251,6 @@ typedef struct {
     int err_no;
     redisReply *refusal;    /* an error reply to AUTH or SELECT */
     const char *step;       /* "AUTH" or "SELECT" */
-    char ssl_error[128];
 } open_failure;
 
 /* Opens, configures and authenticates a connection.  Called without the
@@ -288,9 +295,35 @@ conn_open(alkey_client *client, open_failure *fail)
     }
 #ifdef ALKEY_HAVE_HIREDIS_SSL
     if (client->ssl) {
-        if (redisInitiateSSLWithContext(ctx, (redisSSLContext *)client->ssl_ctx)
-                != REDIS_OK) {
+        /* Our own SSL object, so that the server's certificate is checked
+         * against the host name (or IP address), not only against the CA:
+         * hiredis's own context only sets SNI. */
+        SSL *ssl = SSL_new((SSL_CTX *)client->ssl_ctx);
+        unsigned char addr[sizeof(struct in6_addr)];
+        int ok;
+        if (ssl == NULL) {
+            fail->err_no = ENOMEM;
+            redisFree(ctx);
+            return NULL;
+        }
+        if (inet_pton(AF_INET, client->host, addr) == 1 ||
+            inet_pton(AF_INET6, client->host, addr) == 1) {
+            ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl),
+                                               client->host);
+        }
+        else {
+            ok = SSL_set_tlsext_host_name(ssl, client->host) &&
+                 SSL_set1_host(ssl, client->host);
+        }
+        if (!ok || redisInitiateSSL(ctx, ssl) != REDIS_OK) {
+            /* hiredis owns the SSL object only once the handshake worked. */
+            SSL_free(ssl);
             fail->err_no = errno;
+            if (!ctx->err) {
+                ctx->err = REDIS_ERR_OTHER;
+                snprintf(ctx->errstr, sizeof(ctx->errstr),
+                         "cannot set up TLS for this host");
+            }
             fail->ctx = ctx;
             return NULL;
         }
@@ -436,6 +469,11 @@ alkey_client_acquire(alkey_client *client, alkey_state *st)
     struct timespec start, now;
     int waited = 0;
 
+    if (client->host == NULL && client->path == NULL) {
+        PyErr_SetString(PyExc_TypeError,
+                        "this Client was never initialised (call Client())");
+        return NULL;
+    }
     if (client->pid != getpid()) {
         pool_after_fork(client);
     }
@@ -464,12 +502,13 @@ alkey_client_acquire(alkey_client *client, alkey_state *st)
         if ((double)(now.tv_sec - start.tv_sec) +
                 (double)(now.tv_nsec - start.tv_nsec) / 1e9 >
                 tv_seconds(&client->timeout)) {
+            char secs[32];
+            snprintf(secs, sizeof(secs), "%.3g", tv_seconds(&client->timeout));
             PyErr_Format(st->TimeoutError,
                          "all %zd Redis connections of this client stayed "
-                         "in use for longer than socket_timeout=%.3gs; "
+                         "in use for longer than socket_timeout=%ss; "
                          "raise max_connections",
-                         client->max_connections,
-                         tv_seconds(&client->timeout));
+                         client->max_connections, secs);
             return NULL;
         }
         Py_BEGIN_ALLOW_THREADS
@@ -514,33 +553,6 @@ alkey_client_release(alkey_client *client, alkey_conn *conn, int broken)
     }
     conn->next = client->idle;
     client->idle = conn;
-}
-
-int
-alkey_client_run(alkey_client *client, alkey_state *st, int ncmds,
-                 const alkey_cmd *cmds, redisReply **replies)
-{
-    alkey_conn *conn;
-    int rc, err_no = 0;
-
-    conn = alkey_client_acquire(client, st);
-    if (conn == NULL) {
-        int i;
-        for (i = 0; i < ncmds; i++) {
-            replies[i] = NULL;
-        }
-        return -1;
-    }
-    Py_BEGIN_ALLOW_THREADS
-    rc = alkey_conn_run(conn, ncmds, cmds, replies, &err_no);
-    Py_END_ALLOW_THREADS
-    if (rc < 0) {
-        alkey_conn_error(st, client, conn->ctx, err_no);
-        alkey_client_release(client, conn, 1);
-        return -1;
-    }
-    alkey_client_release(client, conn, 0);
-    return 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -685,13 +697,23 @@ reply_to_py(alkey_state *st, const redisReply *r, int top)
         return PyLong_FromLongLong(r->integer);
     case REDIS_REPLY_NIL:
         Py_RETURN_NONE;
-    case REDIS_REPLY_ERROR:
-        if (top) {
-            PyErr_SetString(st->ReplyError, r->str ? r->str : "");
+    case REDIS_REPLY_ERROR: {
+        /* Error text may echo binary keys: never fail to decode it. */
+        PyObject *msg = PyUnicode_DecodeUTF8(r->str ? r->str : "",
+                                             (Py_ssize_t)r->len, "replace");
+        PyObject *exc;
+        if (msg == NULL) {
             return NULL;
         }
-        return PyObject_CallFunction(st->ReplyError, "s#", r->str,
-                                     (Py_ssize_t)r->len);
+        if (top) {
+            PyErr_SetObject(st->ReplyError, msg);
+            Py_DECREF(msg);
+            return NULL;
+        }
+        exc = PyObject_CallOneArg(st->ReplyError, msg);
+        Py_DECREF(msg);
+        return exc;
+    }
     case REDIS_REPLY_ARRAY:
         list = PyList_New((Py_ssize_t)r->elements);
         if (list == NULL) {
@@ -713,24 +735,71 @@ reply_to_py(alkey_state *st, const redisReply *r, int top)
     }
 }
 
-/* Runs one command and converts its reply.  Returns a new reference. */
+/* Runs one command and converts its reply; with discard, the connection
+ * is closed afterwards instead of going back to the pool (the command
+ * changed its state).  Returns a new reference. */
 static PyObject *
-run_command(alkey_client *self, cmd_args *a)
+run_command_ex(alkey_client *self, cmd_args *a, int discard)
 {
     alkey_state *st = alkey_type_state(Py_TYPE(self));
+    alkey_conn *conn;
     alkey_cmd cmd;
     redisReply *reply = NULL;
     PyObject *result;
+    int rc, err_no = 0;
 
     cmd.argc = a->argc;
     cmd.argv = a->argv;
     cmd.argvlen = a->argvlen;
-    if (alkey_client_run(self, st, 1, &cmd, &reply) < 0) {
+    conn = alkey_client_acquire(self, st);
+    if (conn == NULL) {
         return NULL;
     }
+    Py_BEGIN_ALLOW_THREADS
+    rc = alkey_conn_run(conn, 1, &cmd, &reply, &err_no);
+    Py_END_ALLOW_THREADS
+    if (rc < 0) {
+        alkey_conn_error(st, self, conn->ctx, err_no);
+        alkey_client_release(self, conn, 1);
+        return NULL;
+    }
+    alkey_client_release(self, conn, discard);
     result = reply_to_py(st, reply, 1);
     freeReplyObject(reply);
     return result;
+}
+
+static PyObject *
+run_command(alkey_client *self, cmd_args *a)
+{
+    return run_command_ex(self, a, 0);
+}
+
+/* Commands that would leave a pooled connection in a state other callers
+ * do not expect: refused, or the connection is closed after them. */
+static const char *const refused_commands[] = {
+    "MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH", "SUBSCRIBE",
+    "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE",
+    "SUNSUBSCRIBE", "MONITOR", "QUIT", "RESET", "HELLO", "SYNC", "PSYNC",
+    NULL
+};
+static const char *const discarding_commands[] = {
+    "SELECT", "AUTH", "READONLY", "READWRITE", NULL
+};
+static const char *const discarding_client_subcommands[] = {
+    "REPLY", "SETNAME", "TRACKING", "CACHING", "NO-EVICT", "NO-TOUCH",
+    "SETINFO", NULL
+};
+
+static int
+word_in(const char *s, size_t n, const char *const *words)
+{
+    for (; *words != NULL; words++) {
+        if (strlen(*words) == n && strncasecmp(s, *words, n) == 0) {
+            return 1;
+        }
+    }
+    return 0;
 }
 
 /* Builds and runs a command of literal words followed by Python values. */
@@ -777,7 +846,7 @@ client_free_config(alkey_client *self)
     self->host = self->path = self->username = self->password = NULL;
 #ifdef ALKEY_HAVE_HIREDIS_SSL
     if (self->ssl_ctx != NULL) {
-        redisFreeSSLContext((redisSSLContext *)self->ssl_ctx);
+        SSL_CTX_free((SSL_CTX *)self->ssl_ctx);
     }
 #endif
     self->ssl_ctx = NULL;
@@ -866,7 +935,8 @@ client_init(PyObject *op, PyObject *args, PyObject *kwargs)
     if (ssl) {
 #ifdef ALKEY_HAVE_HIREDIS_SSL
         char *ca_s = NULL, *cert_s = NULL, *key_s = NULL;
-        redisSSLContextError ssl_err = REDIS_SSL_CTX_NONE;
+        const char *problem = NULL;
+        SSL_CTX *sslctx;
         if (self->path != NULL) {
             PyErr_SetString(st->ConfigurationError,
                             "TLS is for TCP connections, not unix sockets");
@@ -880,16 +950,34 @@ client_init(PyObject *op, PyObject *args, PyObject *kwargs)
             PyMem_Free(key_s);
             goto error;
         }
-        redisInitOpenSSL();
-        self->ssl_ctx = redisCreateSSLContext(ca_s, NULL, cert_s, key_s,
-                                              self->host, &ssl_err);
+        sslctx = SSL_CTX_new(TLS_client_method());
+        if (sslctx == NULL) {
+            problem = "cannot create an OpenSSL context";
+        }
+        else {
+            self->ssl_ctx = sslctx;
+            SSL_CTX_set_verify(sslctx, SSL_VERIFY_PEER, NULL);
+            if (ca_s != NULL
+                    ? SSL_CTX_load_verify_locations(sslctx, ca_s, NULL) != 1
+                    : SSL_CTX_set_default_verify_paths(sslctx) != 1) {
+                problem = "cannot load the CA certificates (ssl_ca_certs)";
+            }
+            else if (cert_s != NULL &&
+                     SSL_CTX_use_certificate_chain_file(sslctx, cert_s) != 1) {
+                problem = "cannot load the client certificate (ssl_certfile)";
+            }
+            else if (key_s != NULL &&
+                     SSL_CTX_use_PrivateKey_file(sslctx, key_s,
+                                                 SSL_FILETYPE_PEM) != 1) {
+                problem = "cannot load the client key (ssl_keyfile)";
+            }
+        }
         PyMem_Free(ca_s);
         PyMem_Free(cert_s);
         PyMem_Free(key_s);
-        if (self->ssl_ctx == NULL) {
+        if (problem != NULL) {
             PyErr_Format(st->ConfigurationError,
-                         "cannot set up TLS for Redis: %s",
-                         redisSSLContextGetError(ssl_err));
+                         "cannot set up TLS for Redis: %s", problem);
             goto error;
         }
 #else
@@ -994,11 +1082,18 @@ push_expiry(cmd_args *a, const char *word, PyObject *value, int millis)
         Py_INCREF(value);
         num = value;
     }
-    else if (!PyBool_Check(value) && !PyFloat_Check(value) &&
-             PyObject_HasAttrString(value, "total_seconds")) {
+    else if (!PyBool_Check(value) && !PyFloat_Check(value)) {
+        /* A timedelta, or anything else with total_seconds(). */
         PyObject *secs = PyObject_CallMethod(value, "total_seconds", NULL);
         double d;
         if (secs == NULL) {
+            if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
+                PyErr_Clear();
+                PyErr_Format(PyExc_TypeError,
+                             "%s must be an int or a datetime.timedelta, "
+                             "not %.100s", millis ? "px" : "ex",
+                             Py_TYPE(value)->tp_name);
+            }
             return -1;
         }
         d = PyFloat_AsDouble(secs);
@@ -1269,6 +1364,7 @@ client_execute_command(PyObject *self, PyObject *const *args,
     cmd_args a;
     PyObject *result = NULL;
     Py_ssize_t i;
+    int discard;
 
     if (nargs < 1) {
         PyErr_SetString(PyExc_TypeError,
@@ -1283,7 +1379,20 @@ client_execute_command(PyObject *self, PyObject *const *args,
             goto done;
         }
     }
-    result = run_command((alkey_client *)self, &a);
+    if (word_in(a.argv[0], a.argvlen[0], refused_commands)) {
+        PyErr_Format(PyExc_ValueError,
+                     "execute_command() does not run %.40s: it changes the "
+                     "state of a pooled connection; use redis-py for "
+                     "transactions, pub/sub and protocol changes",
+                     a.argv[0]);
+        goto done;
+    }
+    discard = word_in(a.argv[0], a.argvlen[0], discarding_commands) ||
+              (a.argc > 1 && a.argvlen[0] == 6 &&
+               strncasecmp(a.argv[0], "CLIENT", 6) == 0 &&
+               word_in(a.argv[1], a.argvlen[1],
+                       discarding_client_subcommands));
+    result = run_command_ex((alkey_client *)self, &a, discard);
 done:
     args_free(&a);
     return result;
@@ -1430,6 +1539,6 @@ static PyType_Slot client_slots[] = {
 PyType_Spec alkey_client_spec = {
     .name = "alkey._native.Client",
     .basicsize = sizeof(alkey_client),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .slots = client_slots,
 };

@@ -30,7 +30,7 @@ typedef struct {
     struct timeval connect_timeout;
     Py_ssize_t max_connections; /* 0: unbounded */
     int ssl;
-    void *ssl_ctx;              /* redisSSLContext * with hiredis_ssl */
+    void *ssl_ctx;              /* SSL_CTX * when built with hiredis_ssl */
     /* The pool, guarded by the GIL. */
     alkey_conn *idle;
     Py_ssize_t nopen;           /* idle + checked out */
@@ -64,10 +64,5 @@ int alkey_conn_run(alkey_conn *conn, int ncmds, const alkey_cmd *cmds,
 /* Sets the exception that describes a failed connection and returns NULL. */
 PyObject *alkey_conn_error(alkey_state *st, alkey_client *client,
                            const redisContext *ctx, int err_no);
-
-/* Runs a pipeline on the client: acquire, run without the GIL, release.
- * Returns 0, or -1 with an exception set (replies then all NULL). */
-int alkey_client_run(alkey_client *client, alkey_state *st, int ncmds,
-                     const alkey_cmd *cmds, redisReply **replies);
 
 #endif

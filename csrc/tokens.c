@@ -232,6 +232,10 @@ lookup(alkey_conn *conn, Py_ssize_t n, const char *const *keys,
     size_t nargs;
 
     res->status = LOOKUP_OK;
+    if (n >= INT_MAX / 8) {
+        res->status = LOOKUP_NOMEM;
+        return;
+    }
     /* Room for MGET + n keys, then m SETs of 7 words and MGET + m keys. */
     nargs = (size_t)n * 8 + 2;
     argv = PyMem_RawMalloc(sizeof(char *) * nargs);
@@ -500,17 +504,27 @@ absorb_failure(alkey_state *st)
         PyErr_ExceptionMatches(PyExc_MemoryError)) {
         return -1;
     }
+#if PY_VERSION_HEX >= 0x030C0000
+    type = NULL;
+    tb = NULL;
+    value = PyErr_GetRaisedException();
+#else
     PyErr_Fetch(&type, &value, &tb);
     PyErr_NormalizeException(&type, &value, &tb);
-    if (tb != NULL && value != NULL) {
-        PyException_SetTraceback(value, tb);
+    if (tb != NULL && value != NULL && PyException_SetTraceback(value, tb) < 0) {
+        PyErr_Clear();
     }
+#endif
     if (st->error_handler != NULL && value != NULL) {
-        r = PyObject_CallOneArg(st->error_handler, value);
+        /* Held: the handler may replace itself through _set_hooks(). */
+        PyObject *handler = st->error_handler;
+        Py_INCREF(handler);
+        r = PyObject_CallOneArg(handler, value);
         if (r == NULL) {
-            PyErr_WriteUnraisable(st->error_handler);
+            PyErr_WriteUnraisable(handler);
         }
         Py_XDECREF(r);
+        Py_DECREF(handler);
     }
     Py_XDECREF(type);
     Py_XDECREF(value);
@@ -699,11 +713,13 @@ alkey_py_fetch_tokens(PyObject *module, PyObject *const *args,
     if (ttl_arg(args[2], &ttl) < 0) {
         return NULL;
     }
-    seq = PySequence_Fast(args[1], "keys must be a sequence of str");
+    /* A tuple of our own: the key strings must outlive the GIL releases,
+     * whatever other threads do to the caller's list. */
+    seq = PySequence_Tuple(args[1]);
     if (seq == NULL) {
         return NULL;
     }
-    n = PySequence_Fast_GET_SIZE(seq);
+    n = PyTuple_GET_SIZE(seq);
     if (tokenset_init(&ts, n) < 0) {
         goto done;
     }
@@ -714,7 +730,7 @@ alkey_py_fetch_tokens(PyObject *module, PyObject *const *args,
         goto done;
     }
     for (i = 0; i < n; i++) {
-        PyObject *k = PySequence_Fast_GET_ITEM(seq, i);
+        PyObject *k = PyTuple_GET_ITEM(seq, i);
         Py_ssize_t len;
         if (!PyUnicode_Check(k)) {
             PyErr_Format(PyExc_TypeError, "token keys must be str, not %.100s",

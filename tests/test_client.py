@@ -285,7 +285,8 @@ def test_reconnects_after_the_server_restarts(server, client):
 
 
 def test_threads_share_one_client_without_crossed_replies(server):
-    c = alkey.Client(host='127.0.0.1', port=port_of(server), max_connections=3)
+    c = alkey.Client(host='127.0.0.1', port=port_of(server), max_connections=3,
+                     socket_timeout=5)
     errors = []
 
     def work(n):
@@ -392,3 +393,41 @@ def test_client_arguments_are_validated():
         alkey.Client(username='u')
     with pytest.raises(ValueError, match='NUL'):
         alkey.Client(host='a\0b')
+
+
+def test_timeout_message_names_the_limits(server):
+    c = alkey.Client(host='127.0.0.1', port=port_of(server), socket_timeout=0.2)
+    c.ping()
+    server.pause()
+    try:
+        with pytest.raises(alkey.TimeoutError, match=r'socket_timeout=0\.2s'):
+            c.get('k')
+    finally:
+        server.resume()
+
+
+def test_binary_error_replies_are_reply_errors(client):
+    client.set(b'\xff\xfe', 'text')
+    with pytest.raises(alkey.ReplyError, match='WRONGTYPE'):
+        client.execute_command('LPUSH', b'\xff\xfe', 'x')
+    with pytest.raises(alkey.ReplyError, match='unknown command'):
+        client.execute_command(b'NO\xffSUCH')
+
+
+def test_state_changing_commands_never_leak_into_the_pool(client):
+    client.set('in-zero', 'x')
+    assert client.execute_command('SELECT', 5) is True
+    assert client.get('in-zero') == b'x'  # still database 0
+    for command in ('MULTI', 'subscribe', 'HELLO', 'MONITOR'):
+        with pytest.raises(ValueError, match='pooled connection'):
+            client.execute_command(command, 'x')
+
+
+def test_client_is_final_and_must_be_initialised():
+    with pytest.raises(TypeError):
+        class Sub(alkey.Client):  # noqa: F841
+            pass
+    bare = alkey.Client.__new__(alkey.Client)
+    with pytest.raises(TypeError, match='never initialised'):
+        bare.ping()
+    assert 'not initialised' in repr(bare)
