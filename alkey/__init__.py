@@ -20,6 +20,11 @@ from ._native import (
     TimeoutError,
 )
 
+from .events import bind, invalidate
+
+#: The original package's name for :func:`alkey.events.bind`.
+bind_to_events = bind
+
 __all__ = [
     'AuthenticationError',
     'Client',
@@ -28,6 +33,9 @@ __all__ = [
     'Error',
     'ReplyError',
     'TimeoutError',
+    'bind',
+    'bind_to_events',
+    'invalidate',
 ]
 
 __version__ = '1.0.0.dev0'

@@ -1,10 +1,12 @@
 /* alkey._native: the module definition, its state and its exceptions.
  * Each concern lives in its own file: client.c (the Redis client),
- * tokens.c (token lookup and cache_key), keys.c (key encoding). */
+ * tokens.c (token lookup and cache_key), keys.c (key encoding),
+ * changeset.c (the change set and token invalidation). */
 #include "state.h"
 
 #include <hiredis.h>
 
+#include "changeset.h"
 #include "client.h"
 #include "keys.h"
 #include "tokens.h"
@@ -50,6 +52,9 @@ static PyMethodDef module_methods[] = {
      METH_FASTCALL, alkey_fetch_tokens_doc},
     {"random_token", alkey_py_random_token, METH_NOARGS,
      alkey_random_token_doc},
+    {"invalidate_tokens",
+     (PyCFunction)(void (*)(void))alkey_py_invalidate_tokens, METH_FASTCALL,
+     alkey_invalidate_tokens_doc},
     {"encode_key", (PyCFunction)(void (*)(void))alkey_py_encode_key,
      METH_FASTCALL, alkey_encode_key_doc},
     {"valid_object_id", alkey_py_valid_object_id, METH_O,
@@ -129,6 +134,14 @@ module_exec(PyObject *module)
     if (PyModule_AddType(module, st->ClientType) < 0) {
         return -1;
     }
+    st->ChangeSetType = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, &alkey_changeset_spec, NULL);
+    if (st->ChangeSetType == NULL) {
+        return -1;
+    }
+    if (PyModule_AddType(module, st->ChangeSetType) < 0) {
+        return -1;
+    }
     snprintf(version, sizeof(version), "%d.%d.%d", HIREDIS_MAJOR,
              HIREDIS_MINOR, HIREDIS_PATCH);
     if (PyModule_AddStringConstant(module, "HIREDIS_VERSION", version) < 0) {
@@ -160,6 +173,7 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->ReplyError);
     Py_VISIT(st->ConfigurationError);
     Py_VISIT(st->ClientType);
+    Py_VISIT(st->ChangeSetType);
     Py_VISIT(st->resolver);
     Py_VISIT(st->error_handler);
     return 0;
@@ -177,6 +191,7 @@ module_clear(PyObject *module)
     Py_CLEAR(st->ReplyError);
     Py_CLEAR(st->ConfigurationError);
     Py_CLEAR(st->ClientType);
+    Py_CLEAR(st->ChangeSetType);
     Py_CLEAR(st->resolver);
     Py_CLEAR(st->error_handler);
     return 0;

@@ -15,6 +15,8 @@ typedef struct {
     PyObject *ConfigurationError;
     /* The native Redis client type. */
     PyTypeObject *ClientType;
+    /* The change set of a session transaction. */
+    PyTypeObject *ChangeSetType;
     /* Optional callables installed by the Python shim (NULL until set):
      * resolver(obj) -> identifier str or None, for objects the key
      * builder does not know (model instances and classes);

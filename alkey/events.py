@@ -1,0 +1,453 @@
+"""Binding to SQLAlchemy sessions: every committed write invalidates.
+
+``bind(Session)`` (or a ``sessionmaker``, ``scoped_session``, session
+instance, ``AsyncSession`` or ``async_sessionmaker``) listens to the
+session's flushes and transactions:
+
+- after each flush, the identifiers of the inserted, really updated and
+  deleted rows, their tables, the rows they point to through foreign keys
+  (old and new) and the global write token are recorded in the session's
+  change set, in memory, without a Redis round trip;
+- a SAVEPOINT that rolls back forgets what was recorded since it began; one
+  that is released hands its records to its parent;
+- the outermost commit replaces all the recorded tokens in one pipeline (one
+  round trip) after the database has committed; a rollback forgets them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from typing import Any, Callable, Iterable, Iterator
+
+from sqlalchemy import event, inspect
+from sqlalchemy.orm import Mapper, Session, scoped_session, sessionmaker
+from sqlalchemy.orm.interfaces import MANYTOONE, ONETOMANY
+
+from . import _native
+from .client import get_redis_client
+from .constants import GLOBAL_WRITE_TOKEN, MAX_CACHE_DURATION, TOKEN_NAMESPACE
+from .utils import _format_pk, get_object_id, get_table_id
+
+__all__ = [
+    'bind',
+    'changes_of',
+    'invalidate',
+    'send',
+    'unbind',
+]
+
+logger = logging.getLogger('alkey')
+
+_STATE = '_alkey_changes'
+
+
+class _SessionChanges:
+    """What one session has changed in its current transaction."""
+
+    __slots__ = ('changes', 'marks', 'released')
+
+    def __init__(self) -> None:
+        self.changes = _native.ChangeSet()
+        self.marks: dict[int, int] = {}    # id(SAVEPOINT transaction) -> mark
+        self.released: set[int] = set()    # SAVEPOINTs committed, not yet ended
+
+
+def changes_of(session: Any, create: bool = False) -> Any:
+    """The change set (an ``alkey._native.ChangeSet``) of ``session``'s
+    current transaction, or None when it has recorded nothing."""
+    session = _sync_session(session)
+    state = session.info.get(_STATE)
+    if state is None:
+        if not create:
+            return None
+        state = session.info[_STATE] = _SessionChanges()
+    return state.changes
+
+
+# --------------------------------------------------------------------------
+# Sending
+
+
+def send(redis_client: Any, oids: list[str], namespace: str = TOKEN_NAMESPACE,
+         duration: int = MAX_CACHE_DURATION) -> int:
+    """Replace the tokens of ``oids`` in one round trip; returns how many.
+    Raises when Redis fails."""
+    if not oids:
+        return 0
+    if isinstance(redis_client, _native.Client):
+        return _native.invalidate_tokens(redis_client, oids, namespace, duration)
+    pipe = redis_client.pipeline(transaction=False)
+    for oid in oids:
+        pipe.set(f'{namespace}:{oid}', _native.random_token(), ex=duration)
+    pipe.execute()
+    return len(oids)
+
+
+# --------------------------------------------------------------------------
+# What a flush changed
+
+
+_MISSING = object()
+# Mapper -> its parent links; emptied when mappers are (re)configured.
+_parents_cache: 'weakref.WeakKeyDictionary[Mapper[Any], list[Any]]' = weakref.WeakKeyDictionary()
+
+
+@event.listens_for(Mapper, 'after_configured')
+def _forget_parent_links() -> None:
+    _parents_cache.clear()
+
+
+def _parent_links(mapper: Mapper[Any]) -> list[tuple[Mapper[Any], list[Any], bool]]:
+    """For a child mapper: (parent mapper, [(child attribute key, parent
+    column)...], whether the parent columns are the parent's whole primary
+    key) for each relationship through which its rows point to parents."""
+    cached = _parents_cache.get(mapper)
+    if cached is not None:
+        return cached
+    links = []
+    seen = set()
+    for other in mapper.registry.mappers:
+        for rel in other.relationships:
+            if rel.secondary is not None:
+                continue
+            if rel.direction is MANYTOONE and mapper.isa(rel.parent):
+                parent_mapper = rel.mapper
+            elif rel.direction is ONETOMANY and mapper.isa(rel.mapper):
+                parent_mapper = rel.parent
+            else:
+                continue
+            pairs = []
+            for parent_col, child_col in rel.synchronize_pairs:
+                try:
+                    prop = mapper.get_property_by_column(child_col)
+                except Exception:  # noqa: BLE001 -- column not mapped here
+                    pairs = []
+                    break
+                pairs.append((prop.key, parent_col))
+            if not pairs:
+                continue
+            signature = (parent_mapper.base_mapper,
+                         tuple((k, c.key, c.table.fullname) for k, c in pairs))
+            if signature in seen:
+                continue
+            seen.add(signature)
+            pk = list(parent_mapper.primary_key)
+            whole = (len(pairs) == len(pk)
+                     and {id(c) for _, c in pairs} == {id(c) for c in pk})
+            if whole:
+                order = {id(c): i for i, c in enumerate(pk)}
+                pairs.sort(key=lambda p: order[id(p[1])])
+            links.append((parent_mapper, pairs, whole))
+    _parents_cache[mapper] = links
+    return links
+
+
+def _values(state: Any, key: str) -> tuple[list[Any], list[Any]]:
+    """(current values, old values) of an attribute, without loading it."""
+    history = state.attrs[key].history
+    current = list(history.added) + list(history.unchanged)
+    return current, list(history.deleted)
+
+
+def _parent_oid(parent_mapper: Mapper[Any], values: tuple[Any, ...]) -> str | None:
+    if any(v is None for v in values):
+        return None
+    table = parent_mapper.base_mapper.local_table
+    prefix = get_table_id(table)[:-1]  # 'alkey:<table>#'
+    return prefix + _format_pk(values)
+
+
+def _record_parents(state: Any, mapper: Mapper[Any], out: dict[str, None]) -> None:
+    for parent_mapper, pairs, whole in _parent_links(mapper):
+        if not whole:
+            out[get_table_id(parent_mapper)] = None
+            continue
+        news: list[Any] = []
+        olds: list[Any] = []
+        known = True
+        for key, _col in pairs:
+            current, old = _values(state, key)
+            if not current and not old:
+                known = False
+                break
+            news.append(current[0] if current else _MISSING)
+            olds.append(old[0] if old else _MISSING)
+        if not known:
+            continue
+        new = tuple(v for v in news)
+        if _MISSING not in new:
+            oid = _parent_oid(parent_mapper, new)
+            if oid:
+                out[oid] = None
+        if any(v is not _MISSING for v in olds):
+            old_values = tuple(o if o is not _MISSING else n
+                               for o, n in zip(olds, news))
+            if _MISSING not in old_values:
+                oid = _parent_oid(parent_mapper, old_values)
+                if oid:
+                    out[oid] = None
+    # Parents named by many-to-one relationship history (the objects).
+    for rel in mapper.relationships:
+        if rel.direction is not MANYTOONE:
+            continue
+        history = state.attrs[rel.key].history
+        for obj in list(history.deleted) + list(history.added):
+            if obj is not None:
+                oid = get_object_id(obj)
+                if isinstance(oid, str):
+                    out[oid] = None
+
+
+def _record_secondaries(state: Any, mapper: Mapper[Any], out: dict[str, None]) -> None:
+    """Many-to-many collection changes: both ends and the association table."""
+    for rel in mapper.relationships:
+        if rel.secondary is None:
+            continue
+        history = state.attrs[rel.key].history
+        changed = list(history.added) + list(history.deleted)
+        if not changed:
+            continue
+        out[get_table_id(rel.secondary)] = None
+        out[get_object_id(state.obj())] = None
+        for obj in changed:
+            oid = get_object_id(obj)
+            if isinstance(oid, str):
+                out[oid] = None
+
+
+def _record_instance(session: Session, obj: Any, out: dict[str, None],
+                     deleted: bool = False) -> None:
+    state = inspect(obj)
+    mapper = state.mapper
+    if state.identity is not None:
+        out[get_object_id(obj)] = None
+    if not deleted:
+        pk = mapper.primary_key_from_instance(obj)
+        if all(v is not None for v in pk):
+            oid = _parent_oid(mapper, tuple(pk))
+            if oid:
+                out[oid] = None  # the new key, if it changed or is new
+    for table in mapper.tables:
+        out[get_table_id(table)] = None
+    _record_parents(state, mapper, out)
+
+
+def _flushed(session: Session) -> dict[str, None]:
+    """The identifiers a flush changed (called in after_flush, when the
+    session's lists and the attribute histories still show the flush)."""
+    out: dict[str, None] = {}
+    for obj in session.new:
+        _record_instance(session, obj, out)
+    for obj in session.deleted:
+        _record_instance(session, obj, out, deleted=True)
+    for obj in session.dirty:
+        state = inspect(obj)
+        if session.is_modified(obj, include_collections=False):
+            _record_instance(session, obj, out)
+        _record_secondaries(state, state.mapper, out)
+    if out:
+        out[GLOBAL_WRITE_TOKEN] = None
+    return out
+
+
+# --------------------------------------------------------------------------
+# The listeners
+
+
+def _sync_session(session: Any) -> Session:
+    return getattr(session, 'sync_session', session)
+
+
+def _boundary(transaction: Any) -> Any:
+    """The SAVEPOINT or root transaction a (sub)transaction belongs to."""
+    while transaction.parent is not None and not transaction.nested:
+        transaction = transaction.parent
+    return transaction
+
+
+class _Binding:
+    """The listeners of one ``bind()`` call and where they send."""
+
+    def __init__(self, redis_client: Any = None, namespace: str | None = None,
+                 duration: int | None = None) -> None:
+        self.redis_client = redis_client
+        self.namespace = namespace or TOKEN_NAMESPACE
+        self.duration = int(duration or MAX_CACHE_DURATION)
+        self.listeners: list[tuple[str, Callable[..., Any]]] = [
+            ('after_flush', self.after_flush),
+            ('after_transaction_create', self.after_transaction_create),
+            ('after_commit', self.after_commit),
+            ('after_transaction_end', self.after_transaction_end),
+        ]
+
+    def client(self) -> Any:
+        return self.redis_client if self.redis_client is not None else get_redis_client()
+
+    def state(self, session: Session) -> _SessionChanges:
+        state = session.info.get(_STATE)
+        if state is None:
+            state = session.info[_STATE] = _SessionChanges()
+        return state
+
+    def after_flush(self, session: Session, flush_context: Any) -> None:
+        changed = _flushed(session)
+        if changed:
+            self.state(session).changes.update(changed)
+
+    def after_transaction_create(self, session: Session, transaction: Any) -> None:
+        if transaction.nested:
+            state = self.state(session)
+            state.marks.setdefault(id(transaction), state.changes.mark())
+
+    def after_soft_rollback(self, session: Session, previous: Any) -> None:
+        """Forget everything when the outermost transaction rolls back.
+        (SAVEPOINTs are settled in after_transaction_end, which SQLAlchemy
+        calls first.)  Only for sessions bound by hand with the seed's
+        ``handle_rollback``."""
+        state = session.info.get(_STATE)
+        if state is not None and _boundary(previous).parent is None:
+            state.changes.clear()
+            state.marks.clear()
+            state.released.clear()
+
+    def after_commit(self, session: Session) -> None:
+        nested = session.get_nested_transaction()
+        if nested is not None:
+            # A released SAVEPOINT: its records stay, now its parent's.
+            state = session.info.get(_STATE)
+            if state is not None:
+                state.released.add(id(nested))
+            return
+        state = session.info.get(_STATE)
+        if state is None or not len(state.changes):
+            return
+        oids = state.changes.oids()
+        state.changes.clear()
+        try:
+            send(self.client(), oids, self.namespace, self.duration)
+        except Exception as exc:  # noqa: BLE001 -- commit() must not raise
+            logger.warning('could not invalidate %d alkey tokens after a commit: '
+                           '%s: %s', len(oids), type(exc).__name__, exc)
+
+    def after_transaction_end(self, session: Session, transaction: Any) -> None:
+        state = session.info.get(_STATE)
+        if state is None:
+            return
+        if transaction.nested:
+            mark = state.marks.pop(id(transaction), None)
+            if id(transaction) in state.released:
+                state.released.discard(id(transaction))
+            elif mark is not None:
+                # Ended without a release: rolled back (or abandoned), so
+                # what it recorded never happened.
+                state.changes.rollback_to(mark)
+        elif transaction.parent is None:
+            # Ended without a commit (close(), or a commit already sent):
+            # nothing recorded in it may outlive it.
+            state.changes.clear()
+            state.marks.clear()
+            state.released.clear()
+
+
+_default_binding = _Binding()
+_bindings: dict[Any, _Binding] = {}
+_lock = threading.Lock()
+
+
+def _targets(target: Any) -> Iterator[Any]:
+    """What to listen on for a session class, maker, scoped session,
+    instance or their async forms."""
+    try:
+        from sqlalchemy.ext.asyncio import AsyncSession, async_scoped_session, async_sessionmaker
+    except ImportError:  # pragma: no cover - asyncio extras missing
+        AsyncSession = async_sessionmaker = async_scoped_session = ()  # type: ignore
+    if isinstance(target, type) and issubclass(target, Session):
+        yield target
+    elif isinstance(target, (sessionmaker, Session)):
+        yield target
+    elif isinstance(target, scoped_session):
+        yield target.session_factory
+    elif AsyncSession and isinstance(target, type) and issubclass(target, AsyncSession):
+        yield target.sync_session_class
+    elif AsyncSession and isinstance(target, AsyncSession):
+        yield target.sync_session
+    elif async_sessionmaker and isinstance(target, async_sessionmaker):
+        cls = target.kw.get('sync_session_class') or target.class_.sync_session_class
+        yield cls
+    elif async_scoped_session and isinstance(target, async_scoped_session):
+        yield from _targets(target.session_factory)
+    else:
+        raise TypeError(
+            f'alkey.events.bind() needs a Session class, a sessionmaker, a '
+            f'scoped_session, a Session or their async forms, not {target!r}')
+
+
+def bind(target: Any, redis_client: Any = None, namespace: str | None = None,
+         duration: int | None = None) -> Any:
+    """Invalidate the tokens of what ``target``'s sessions change, at each
+    outermost commit.  Binding the same target again does nothing.
+    ``redis_client`` defaults to ``get_redis_client()`` at commit time."""
+    with _lock:
+        for listen_on in _targets(target):
+            if listen_on in _bindings:
+                continue
+            binding = (_default_binding if redis_client is None and namespace is None
+                       and duration is None else _Binding(redis_client, namespace, duration))
+            for name, fn in binding.listeners:
+                event.listen(listen_on, name, fn)
+            _bindings[listen_on] = binding
+    return target
+
+
+def unbind(target: Any) -> None:
+    """Undo ``bind(target)``."""
+    with _lock:
+        for listen_on in _targets(target):
+            binding = _bindings.pop(listen_on, None)
+            if binding is None:
+                continue
+            for name, fn in binding.listeners:
+                if event.contains(listen_on, name, fn):
+                    event.remove(listen_on, name, fn)
+
+
+def _expand(targets: Iterable[Any]) -> list[str]:
+    """Identifiers for what invalidate() names: an instance (its row, its
+    tables and the global token), a class, Table or table name (its table
+    token), or an identifier."""
+    out: dict[str, None] = {}
+    for target in targets:
+        if isinstance(target, str) and (_native.valid_object_id(target)
+                                        or _native.valid_write_token(target)):
+            out[target] = None
+            continue
+        if isinstance(target, str):
+            out[get_table_id(target)] = None
+            continue
+        state = inspect(target, raiseerr=False)
+        if state is not None and hasattr(state, 'mapper') and hasattr(state, 'obj'):
+            out[get_object_id(target)] = None
+            for table in state.mapper.tables:
+                out[get_table_id(table)] = None
+            continue
+        out[get_table_id(target)] = None
+    if out:
+        out[GLOBAL_WRITE_TOKEN] = None
+    return list(out)
+
+
+def invalidate(*targets: Any, session: Any = None, redis_client: Any = None) -> None:
+    """Invalidate by hand: instances, classes, tables, table names or
+    identifiers.  With ``session``, at its outermost commit (forgotten if it
+    rolls back); otherwise at once (raises when Redis fails)."""
+    oids = _expand(targets)
+    if session is not None:
+        session = _sync_session(session)
+        state = session.info.get(_STATE)
+        if state is None:
+            state = session.info[_STATE] = _SessionChanges()
+        state.changes.update(oids)
+        return
+    send(redis_client if redis_client is not None else get_redis_client(), oids)
