@@ -25,7 +25,7 @@ from sqlalchemy import event, inspect
 from sqlalchemy.orm import Mapper, Session, scoped_session, sessionmaker
 from sqlalchemy.orm.interfaces import MANYTOONE, ONETOMANY
 
-from . import _native
+from . import _dml, _native
 from .client import get_redis_client
 from .constants import GLOBAL_WRITE_TOKEN, MAX_CACHE_DURATION, TOKEN_NAMESPACE
 from .utils import _format_pk, get_object_id, get_table_id
@@ -46,12 +46,14 @@ _STATE = '_alkey_changes'
 class _SessionChanges:
     """What one session has changed in its current transaction."""
 
-    __slots__ = ('changes', 'marks', 'released')
+    __slots__ = ('changes', 'marks', 'released', 'flushing', 'connections')
 
     def __init__(self) -> None:
         self.changes = _native.ChangeSet()
         self.marks: dict[int, int] = {}    # id(SAVEPOINT transaction) -> mark
         self.released: set[int] = set()    # SAVEPOINTs committed, not yet ended
+        self.flushing = False              # the unit of work's own statements
+        self.connections: list[Any] = []   # connections this transaction uses
 
 
 def changes_of(session: Any, create: bool = False) -> Any:
@@ -97,6 +99,7 @@ _parents_cache: 'weakref.WeakKeyDictionary[Mapper[Any], list[Any]]' = weakref.We
 @event.listens_for(Mapper, 'after_configured')
 def _forget_parent_links() -> None:
     _parents_cache.clear()
+    _dml.tables.reset()
 
 
 def _parent_links(mapper: Mapper[Any]) -> list[tuple[Mapper[Any], list[Any], bool]]:
@@ -276,7 +279,10 @@ class _Binding:
         self.namespace = namespace or TOKEN_NAMESPACE
         self.duration = int(duration or MAX_CACHE_DURATION)
         self.listeners: list[tuple[str, Callable[..., Any]]] = [
+            ('before_flush', self.before_flush),
             ('after_flush', self.after_flush),
+            ('after_flush_postexec', self.after_flush_postexec),
+            ('after_begin', self.after_begin),
             ('after_transaction_create', self.after_transaction_create),
             ('after_commit', self.after_commit),
             ('after_transaction_end', self.after_transaction_end),
@@ -291,10 +297,24 @@ class _Binding:
             state = session.info[_STATE] = _SessionChanges()
         return state
 
+    def before_flush(self, session: Session, flush_context: Any, instances: Any) -> None:
+        self.state(session).flushing = True
+
     def after_flush(self, session: Session, flush_context: Any) -> None:
         changed = _flushed(session)
         if changed:
             self.state(session).changes.update(changed)
+
+    def after_flush_postexec(self, session: Session, flush_context: Any) -> None:
+        self.state(session).flushing = False
+
+    def after_begin(self, session: Session, transaction: Any, connection: Any) -> None:
+        # Statements run on this connection belong to the session's
+        # transaction (bulk, Core and text writes through session.execute()
+        # or session.connection()).
+        _install_engine_listeners()
+        _owners[connection] = weakref.ref(session)
+        self.state(session).connections.append(connection)
 
     def after_transaction_create(self, session: Session, transaction: Any) -> None:
         if transaction.nested:
@@ -349,11 +369,198 @@ class _Binding:
             state.changes.clear()
             state.marks.clear()
             state.released.clear()
+            state.flushing = False
+            for connection in state.connections:
+                _owners.pop(connection, None)
+            state.connections.clear()
 
 
 _default_binding = _Binding()
 _bindings: dict[Any, _Binding] = {}
 _lock = threading.Lock()
+
+
+# --------------------------------------------------------------------------
+# Statements: bulk ORM, Core and text writes, in sessions or on their own
+
+# Connection -> weak reference to the session whose transaction uses it.
+_owners: 'weakref.WeakKeyDictionary[Any, Any]' = weakref.WeakKeyDictionary()
+# Connection (used without a session) -> what its transaction wrote.
+_loose: 'weakref.WeakKeyDictionary[Any, _SessionChanges]' = weakref.WeakKeyDictionary()
+_POST = '_alkey_after_commit'
+_engine_listeners_installed = False
+#: Sends what connections used without a session wrote (the last bind()
+#: given a client, or the default).
+_loose_binding: list[_Binding] = [_default_binding]
+
+
+# Connections in use by any session's transaction, bound or not: writes
+# through a session alkey is not bound to are that session's business.
+_session_conns: 'weakref.WeakKeyDictionary[Any, bool]' = weakref.WeakKeyDictionary()
+_SEEN = '_alkey_connections'
+
+
+def _on_any_session_begin(session: Any, transaction: Any, connection: Any) -> None:
+    _session_conns[connection] = True
+    session.info.setdefault(_SEEN, []).append(connection)
+
+
+def _on_any_session_end(session: Any, transaction: Any) -> None:
+    if transaction.parent is None:
+        for connection in session.info.pop(_SEEN, ()):
+            _session_conns.pop(connection, None)
+
+
+def _owner(conn: Any) -> _SessionChanges | None:
+    ref = _owners.get(conn)
+    session = ref() if ref is not None else None
+    if session is None:
+        return None
+    state = session.info.get(_STATE)
+    if state is None:
+        state = session.info[_STATE] = _SessionChanges()
+    return state
+
+
+def _autocommit(conn: Any) -> bool:
+    try:
+        return conn.get_execution_options().get('isolation_level') == 'AUTOCOMMIT' \
+            or conn.default_isolation_level == 'AUTOCOMMIT'
+    except Exception:  # noqa: BLE001 -- a closed or odd connection
+        return False
+
+
+def _send_loose(oids: list[str]) -> None:
+    binding = _loose_binding[-1]
+    try:
+        send(binding.client(), oids, binding.namespace, binding.duration)
+    except Exception as exc:  # noqa: BLE001 -- never fail the caller's SQL
+        logger.warning('could not invalidate %d alkey tokens after a write: %s: %s',
+                       len(oids), type(exc).__name__, exc)
+
+
+def _on_after_execute(conn: Any, clauseelement: Any, multiparams: Any, params: Any,
+                      execution_options: Any, result: Any) -> None:
+    state = _owner(conn)
+    if state is None and conn in _session_conns:
+        return  # a session alkey is not bound to
+    if state is not None and state.flushing:
+        return  # a flush's own INSERT/UPDATE/DELETE: after_flush names the rows
+    out: dict[str, None] = {}
+    _dml.statement_targets(clauseelement, out)
+    if not out:
+        return
+    if state is not None:
+        state.changes.update(out)
+    elif _autocommit(conn) or not conn.in_transaction():
+        _send_loose(list(out))
+    else:
+        loose = _loose.get(conn)
+        if loose is None:
+            loose = _loose[conn] = _SessionChanges()
+        loose.changes.update(out)
+
+
+def _on_commit(conn: Any) -> None:
+    """A connection used without a session commits.  SQLAlchemy has no event
+    after the database commit, so the tokens are replaced now and once more
+    when the connection begins again or goes back to the pool: a reader in
+    between cannot keep old data under the new tokens."""
+    if conn in _owners:
+        return
+    loose = _loose.pop(conn, None)
+    if loose is None or not len(loose.changes):
+        return
+    oids = loose.changes.oids()
+    _send_loose(oids)
+    conn.info[_POST] = oids
+
+
+def _deliver_post(info: Any) -> None:
+    oids = info.pop(_POST, None) if info is not None else None
+    if oids:
+        _send_loose(oids)
+
+
+def _on_begin(conn: Any) -> None:
+    _deliver_post(conn.info)
+
+
+def _on_checkin(dbapi_connection: Any, connection_record: Any) -> None:
+    _deliver_post(getattr(connection_record, 'info', None))
+
+
+def _on_rollback(conn: Any) -> None:
+    _loose.pop(conn, None)
+
+
+def _on_savepoint(conn: Any, name: str) -> None:
+    loose = _loose.get(conn)
+    if loose is None:
+        loose = _loose[conn] = _SessionChanges()
+    loose.marks[hash(name)] = loose.changes.mark()
+
+
+def _on_rollback_savepoint(conn: Any, name: str, context: Any) -> None:
+    loose = _loose.get(conn)
+    if loose is not None:
+        mark = loose.marks.pop(hash(name), None)
+        if mark is not None:
+            loose.changes.rollback_to(mark)
+
+
+def _on_release_savepoint(conn: Any, name: str, context: Any) -> None:
+    loose = _loose.get(conn)
+    if loose is not None:
+        loose.marks.pop(hash(name), None)
+
+
+def _install_engine_listeners() -> None:
+    global _engine_listeners_installed
+    if _engine_listeners_installed:
+        return
+    with _lock:
+        if _engine_listeners_installed:
+            return
+        from sqlalchemy.engine import Engine
+        from sqlalchemy.pool import Pool
+        event.listen(Engine, 'after_execute', _on_after_execute)
+        event.listen(Engine, 'commit', _on_commit)
+        event.listen(Engine, 'rollback', _on_rollback)
+        event.listen(Engine, 'begin', _on_begin)
+        event.listen(Engine, 'savepoint', _on_savepoint)
+        event.listen(Engine, 'rollback_savepoint', _on_rollback_savepoint)
+        event.listen(Engine, 'release_savepoint', _on_release_savepoint)
+        event.listen(Pool, 'checkin', _on_checkin)
+        event.listen(Session, 'after_begin', _on_any_session_begin)
+        event.listen(Session, 'after_transaction_end', _on_any_session_end)
+        _engine_listeners_installed = True
+
+
+_ENGINE_LISTENERS = (
+    ('Engine', 'after_execute', _on_after_execute), ('Engine', 'commit', _on_commit),
+    ('Engine', 'rollback', _on_rollback), ('Engine', 'begin', _on_begin),
+    ('Engine', 'savepoint', _on_savepoint),
+    ('Engine', 'rollback_savepoint', _on_rollback_savepoint),
+    ('Engine', 'release_savepoint', _on_release_savepoint),
+    ('Pool', 'checkin', _on_checkin),
+    ('Session', 'after_begin', _on_any_session_begin),
+    ('Session', 'after_transaction_end', _on_any_session_end),
+)
+
+
+def _remove_engine_listeners() -> None:
+    """Called with _lock held when the last binding goes."""
+    global _engine_listeners_installed
+    if not _engine_listeners_installed:
+        return
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.pool import Pool
+    classes = {'Engine': Engine, 'Pool': Pool, 'Session': Session}
+    for owner, name, fn in _ENGINE_LISTENERS:
+        if event.contains(classes[owner], name, fn):
+            event.remove(classes[owner], name, fn)
+    _engine_listeners_installed = False
 
 
 def _targets(target: Any) -> Iterator[Any]:
@@ -389,6 +596,7 @@ def bind(target: Any, redis_client: Any = None, namespace: str | None = None,
     """Invalidate the tokens of what ``target``'s sessions change, at each
     outermost commit.  Binding the same target again does nothing.
     ``redis_client`` defaults to ``get_redis_client()`` at commit time."""
+    _install_engine_listeners()
     with _lock:
         for listen_on in _targets(target):
             if listen_on in _bindings:
@@ -398,6 +606,8 @@ def bind(target: Any, redis_client: Any = None, namespace: str | None = None,
             for name, fn in binding.listeners:
                 event.listen(listen_on, name, fn)
             _bindings[listen_on] = binding
+            if binding is not _default_binding:
+                _loose_binding.append(binding)
     return target
 
 
@@ -408,23 +618,32 @@ def unbind(target: Any) -> None:
             binding = _bindings.pop(listen_on, None)
             if binding is None:
                 continue
+            if binding in _loose_binding[1:]:
+                _loose_binding.remove(binding)
             for name, fn in binding.listeners:
                 if event.contains(listen_on, name, fn):
                     event.remove(listen_on, name, fn)
+        if not _bindings:
+            _remove_engine_listeners()
 
 
 def _expand(targets: Iterable[Any]) -> list[str]:
-    """Identifiers for what invalidate() names: an instance (its row, its
-    tables and the global token), a class, Table or table name (its table
-    token), or an identifier."""
+    """Identifiers for what invalidate() names: an instance or instance
+    identifier (its row, its tables and the global token); a class, Table,
+    table name or table identifier (the table's token and epoch, so every
+    row's key changes too); the global token."""
     out: dict[str, None] = {}
     for target in targets:
-        if isinstance(target, str) and (_native.valid_object_id(target)
-                                        or _native.valid_write_token(target)):
+        if isinstance(target, str) and _native.valid_object_id(target):
             out[target] = None
+            out[target.rsplit('#', 1)[0] + '#*'] = None
             continue
-        if isinstance(target, str):
-            out[get_table_id(target)] = None
+        if target == GLOBAL_WRITE_TOKEN:
+            out[GLOBAL_WRITE_TOKEN] = None
+            continue
+        if isinstance(target, str) and _native.valid_write_token(target):
+            out[target] = None
+            out[_dml.epoch_id(target)] = None
             continue
         state = inspect(target, raiseerr=False)
         if state is not None and hasattr(state, 'mapper') and hasattr(state, 'obj'):
@@ -432,7 +651,12 @@ def _expand(targets: Iterable[Any]) -> list[str]:
             for table in state.mapper.tables:
                 out[get_table_id(table)] = None
             continue
-        out[get_table_id(target)] = None
+        mapper = getattr(state, 'mapper', None) if state is not None else None
+        if mapper is not None:
+            for table in mapper.tables:
+                _dml.table_targets(table, out)
+        else:
+            _dml.table_targets(target, out)  # a Table or a table name
     if out:
         out[GLOBAL_WRITE_TOKEN] = None
     return list(out)

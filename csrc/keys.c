@@ -146,8 +146,14 @@ alkey_oid_kind(const char *s, Py_ssize_t n)
     }
     p = (const unsigned char *)s + 6;
     end = (const unsigned char *)s + n;
-    if (end - p == 3 && memcmp(p, "*#*", 3) == 0) {
-        return ALKEY_OID_GLOBAL;
+    if (end - p == 3 && memcmp(p, "*#", 2) == 0) {
+        if (p[2] == '*') {
+            return ALKEY_OID_GLOBAL;
+        }
+        if (p[2] == '!') {
+            return ALKEY_OID_EPOCH;
+        }
+        return ALKEY_OID_NONE;
     }
     p = scan_escaped(p, end, is_namech, 1);
     if (p == NULL) {
@@ -166,6 +172,11 @@ alkey_oid_kind(const char *s, Py_ssize_t n)
     if (end - p == 1 && *p == '*') {
         return ALKEY_OID_TABLE;
     }
+    /* No pk part starts with "!" (parts start with a digit, "-" or a
+     * tag), so the epoch form cannot be read as an instance. */
+    if (end - p == 1 && *p == '!') {
+        return ALKEY_OID_EPOCH;
+    }
     for (;;) {
         p = scan_part(p, end);
         if (p == NULL) {
@@ -179,6 +190,19 @@ alkey_oid_kind(const char *s, Py_ssize_t n)
         }
         p++;
     }
+}
+
+/* A name never holds a raw "#" (it is escaped as %23), so the first "#"
+ * after the prefix ends the table. */
+size_t
+alkey_oid_table_len(const char *s, size_t n)
+{
+    const char *hash;
+
+    assert(n > 6);
+    hash = memchr(s + 6, '#', n - 6);
+    assert(hash != NULL);
+    return hash != NULL ? (size_t)(hash - s) : n;
 }
 
 
@@ -815,9 +839,11 @@ alkey_keyplan_free(alkey_keyplan *plan)
     alkey_keyplan_init(plan);
 }
 
-/* Appends "<oid>~" to out and a slot for its token to plan. */
+/* Appends "<oid>~" to out and a slot for its token to plan; kind is what
+ * alkey_oid_kind() says of oid. */
 static int
-add_identifier(alkey_keyplan *plan, kbuf *out, const char *oid, size_t n)
+add_identifier(alkey_keyplan *plan, kbuf *out, const char *oid, size_t n,
+               int kind)
 {
     size_t off = out->len;
     alkey_slot *slot;
@@ -845,6 +871,7 @@ add_identifier(alkey_keyplan *plan, kbuf *out, const char *oid, size_t n)
     slot->oid_off = off;
     slot->oid_len = n;
     slot->insert_at = out->len;
+    slot->kind = kind;
     return 0;
 }
 
@@ -856,15 +883,16 @@ add_arg(alkey_keyplan *plan, kbuf *out, PyObject *item, PyObject *resolver)
     PyObject *oid = NULL;
     const char *s;
     Py_ssize_t n;
-    int rc = -1;
+    int kind, rc = -1;
 
     if (PyUnicode_Check(item)) {
         s = PyUnicode_AsUTF8AndSize(item, &n);
         if (s == NULL) {
             return encode_surrogates(out, item);
         }
-        if (alkey_oid_kind(s, n) != ALKEY_OID_NONE) {
-            return add_identifier(plan, out, s, (size_t)n);
+        kind = alkey_oid_kind(s, n);
+        if (kind != ALKEY_OID_NONE) {
+            return add_identifier(plan, out, s, (size_t)n, kind);
         }
         if (n == 0) {
             return kb_put(out, "~E", 2);
@@ -875,8 +903,11 @@ add_arg(alkey_keyplan *plan, kbuf *out, PyObject *item, PyObject *resolver)
         goto done;
     }
     if (oid != NULL) {
+        /* resolve() checked it: the kind is not NONE. */
         s = PyUnicode_AsUTF8AndSize(oid, &n);
-        if (s == NULL || add_identifier(plan, out, s, (size_t)n) < 0) {
+        if (s == NULL
+            || add_identifier(plan, out, s, (size_t)n,
+                              alkey_oid_kind(s, n)) < 0) {
             goto done;
         }
     }
@@ -1125,7 +1156,8 @@ object_oid_kind(PyObject *arg, int *kind)
 const char alkey_valid_object_id_doc[] = PyDoc_STR(
     "valid_object_id($module, s, /)\n--\n\n"
     "True if s is a str naming one model instance, such as\n"
-    "'alkey:users#1'; False for anything else, never an error.");
+    "'alkey:users#1'; False for anything else (tables, the global token,\n"
+    "epochs such as 'alkey:users#!'), never an error.");
 
 PyObject *
 alkey_py_valid_object_id(PyObject *module, PyObject *arg)
@@ -1142,8 +1174,9 @@ alkey_py_valid_object_id(PyObject *module, PyObject *arg)
 const char alkey_valid_write_token_doc[] = PyDoc_STR(
     "valid_write_token($module, s, /)\n--\n\n"
     "True if s is a str naming a table token, such as 'alkey:users#*',\n"
-    "or the global write token 'alkey:*#*'; False for anything else,\n"
-    "never an error.");
+    "or the global write token 'alkey:*#*'; False for anything else\n"
+    "(epochs such as 'alkey:users#!' or 'alkey:*#!' included), never an\n"
+    "error.");
 
 PyObject *
 alkey_py_valid_write_token(PyObject *module, PyObject *arg)

@@ -9,8 +9,17 @@
 #define ALKEY_OID_INSTANCE 1  /* alkey:users#1, alkey:tags#s:abc, ... */
 #define ALKEY_OID_TABLE 2     /* alkey:users#*, alkey:public.users#* */
 #define ALKEY_OID_GLOBAL 3    /* alkey:*#* */
+#define ALKEY_OID_EPOCH 4     /* alkey:users#!, alkey:*#! (global epoch) */
+
+/* The global epoch: replaced to change every instance and table key. */
+#define ALKEY_GLOBAL_EPOCH "alkey:*#!"
+#define ALKEY_GLOBAL_EPOCH_LEN 9
 
 int alkey_oid_kind(const char *s, Py_ssize_t n);
+
+/* Length of the "alkey:<table>" prefix of a valid instance or table
+ * identifier s (everything before its "#"). */
+size_t alkey_oid_table_len(const char *s, size_t n);
 
 /* A key being built: the readable key with a hole after each identifier
  * where its token goes.  buf holds the text; slots[i] says where the i-th
@@ -19,6 +28,7 @@ typedef struct {
     size_t oid_off;     /* identifier text: buf[oid_off, oid_off + oid_len) */
     size_t oid_len;
     size_t insert_at;   /* token is inserted before buf[insert_at] */
+    int kind;           /* ALKEY_OID_* of the identifier, never NONE */
 } alkey_slot;
 
 typedef struct {

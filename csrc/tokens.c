@@ -1,6 +1,10 @@
 /* Tokens: looking them up in Redis, creating the missing ones atomically,
  * and building cache keys from them.
  *
+ * A cache key slot's token is its identifier's token joined by "." with
+ * the epochs it folds in (see keyset_build): an instance's table epoch and
+ * the global epoch, which bulk writes replace.
+ *
  * A lookup is one MGET of every token key of a call.  Only when some are
  * missing is there a second round trip: SET key token NX EX ttl for each
  * missing one, then an MGET of those, pipelined, so that whatever token won
@@ -50,9 +54,12 @@ alkey_random_token(char out[ALKEY_TOKEN_LEN])
     return 0;
 }
 
-/* The tokens of one call: n strings in one buffer. */
+/* The tokens of one call: n strings in one buffer.  With escape_dot, "."
+ * is escaped too, so that tokens joined by "." (a cache key slot's token
+ * and its epochs) still split one way only. */
 typedef struct {
     Py_ssize_t n;
+    int escape_dot;
     char *buf;
     size_t len, cap;
     size_t *offs;
@@ -61,12 +68,13 @@ typedef struct {
 } tokenset;
 
 static int
-tokenset_init(tokenset *ts, Py_ssize_t n)
+tokenset_init(tokenset *ts, Py_ssize_t n, int escape_dot)
 {
     size_t count = (size_t)(n ? n : 1);
 
     memset(ts, 0, sizeof(*ts));
     ts->n = n;
+    ts->escape_dot = escape_dot;
     ts->offs = PyMem_Malloc(sizeof(size_t) * count);
     ts->lens = PyMem_Malloc(sizeof(size_t) * count);
     ts->ptrs = PyMem_Malloc(sizeof(char *) * count);
@@ -87,20 +95,17 @@ tokenset_free(tokenset *ts)
     memset(ts, 0, sizeof(*ts));
 }
 
-/* Appends token i.  Bytes outside printable ASCII, and '%', are written as
- * %XX so that a token set by hand (set_token) with any value still gives a
- * valid, injective key.  Uses the raw allocator: may run without the GIL.
- * Returns 0 or -1 (out of memory). */
+/* Makes room for extra more bytes.  Uses the raw allocator: may run
+ * without the GIL.  Returns 0 or -1 (out of memory). */
 static int
-tokenset_put(tokenset *ts, Py_ssize_t i, const char *s, size_t n)
+tokenset_reserve(tokenset *ts, size_t extra)
 {
-    static const char hex[] = "0123456789ABCDEF";
-    size_t need, k;
+    size_t need;
 
-    if (n > (SIZE_MAX - ts->len) / 3) {
+    if (extra > SIZE_MAX - ts->len) {
         return -1;
     }
-    need = ts->len + n * 3;
+    need = ts->len + extra;
     if (need > ts->cap) {
         size_t cap = ts->cap ? ts->cap : 256;
         char *buf;
@@ -117,10 +122,27 @@ tokenset_put(tokenset *ts, Py_ssize_t i, const char *s, size_t n)
         ts->buf = buf;
         ts->cap = cap;
     }
+    return 0;
+}
+
+/* Appends token i.  Bytes outside printable ASCII, and '%' (and '.' with
+ * escape_dot), are written as %XX so that a token set by hand (set_token)
+ * with any value still gives a valid, injective key.  Uses the raw
+ * allocator: may run without the GIL.  Returns 0 or -1 (out of memory). */
+static int
+tokenset_put(tokenset *ts, Py_ssize_t i, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t k;
+
+    if (n > SIZE_MAX / 3 || tokenset_reserve(ts, n * 3) < 0) {
+        return -1;
+    }
     ts->offs[i] = ts->len;
     for (k = 0; k < n; k++) {
         unsigned char c = (unsigned char)s[k];
-        if (c > 0x20 && c < 0x7F && c != '%') {
+        if (c > 0x20 && c < 0x7F && c != '%'
+            && (c != '.' || !ts->escape_dot)) {
             ts->buf[ts->len++] = (char)c;
         }
         else {
@@ -130,6 +152,39 @@ tokenset_put(tokenset *ts, Py_ssize_t i, const char *s, size_t n)
         }
     }
     ts->lens[i] = ts->len - ts->offs[i];
+    return 0;
+}
+
+/* Sets token i of out to tokens idx[0], ..., idx[k - 1] of in (already
+ * escaped, with escape_dot) joined by ".".  Returns 0 or -1 (out of
+ * memory). */
+static int
+tokenset_join(tokenset *out, Py_ssize_t i, const tokenset *in,
+              const Py_ssize_t *idx, int k)
+{
+    size_t need = 0;
+    int j;
+
+    for (j = 0; j < k; j++) {
+        size_t one = in->lens[idx[j]] + 1;
+        if (one > SIZE_MAX - need) {
+            return -1;
+        }
+        need += one;
+    }
+    if (tokenset_reserve(out, need) < 0) {
+        return -1;
+    }
+    out->offs[i] = out->len;
+    for (j = 0; j < k; j++) {
+        if (j > 0) {
+            out->buf[out->len++] = '.';
+        }
+        memcpy(out->buf + out->len, in->buf + in->offs[idx[j]],
+               in->lens[idx[j]]);
+        out->len += in->lens[idx[j]];
+    }
+    out->lens[i] = out->len - out->offs[i];
     return 0;
 }
 
@@ -553,35 +608,186 @@ ttl_arg(PyObject *obj, long *ttl)
     return 0;
 }
 
+/* ------------------------------------------------------------------ */
+/* The token keys of a cache key                                        */
+
+/* A slot's token is made of at most this many: its identifier's own, its
+ * table's epoch, the global epoch. */
+#define MAX_PARTS 3
+
+/* The Redis keys ("<namespace>:<identifier>") that one cache_key call
+ * reads, and which of them make each slot's token.  Every slot has a key
+ * of its own; an epoch key is there once however many slots fold it in.
+ * A call names few tables, so an epoch is looked for among the distinct
+ * epochs seen so far.  Owns every buffer (PyMem); built with the GIL, read
+ * without it. */
+typedef struct {
+    char *buf;                  /* the keys' text */
+    size_t len;
+    const char **keys;          /* m keys into buf */
+    size_t *lens;
+    Py_ssize_t m;
+    Py_ssize_t *epochs;         /* indices in keys of the distinct epochs */
+    Py_ssize_t nepochs;
+    Py_ssize_t *parts;          /* slot i: parts[i * MAX_PARTS + j] ... */
+    int *nparts;                /* ... for j < nparts[i] */
+} keyset;
+
+static void
+keyset_free(keyset *ks)
+{
+    PyMem_Free(ks->buf);
+    PyMem_Free(ks->keys);
+    PyMem_Free(ks->lens);
+    PyMem_Free(ks->epochs);
+    PyMem_Free(ks->parts);
+    PyMem_Free(ks->nparts);
+    memset(ks, 0, sizeof(*ks));
+}
+
+static int
+size_add(size_t *total, size_t more)
+{
+    if (more > SIZE_MAX - *total) {
+        return -1;
+    }
+    *total += more;
+    return 0;
+}
+
+/* Writes "<ns>:<a><b>" after the keys and returns its index: the index of
+ * an equal epoch already there when epoch is set (the text written is then
+ * dropped).  The buffers were sized for every key, so this cannot fail. */
+static Py_ssize_t
+keyset_add(keyset *ks, const char *ns, size_t nslen, const char *a,
+           size_t alen, const char *b, size_t blen, int epoch)
+{
+    char *p = ks->buf + ks->len;
+    size_t n = nslen + 1 + alen + blen;
+    Py_ssize_t e, idx;
+
+    memcpy(p, ns, nslen);
+    p[nslen] = ':';
+    memcpy(p + nslen + 1, a, alen);
+    if (blen > 0) {
+        memcpy(p + nslen + 1 + alen, b, blen);
+    }
+    if (epoch) {
+        for (e = ks->nepochs - 1; e >= 0; e--) {
+            idx = ks->epochs[e];
+            if (ks->lens[idx] == n && memcmp(ks->keys[idx], p, n) == 0) {
+                return idx;
+            }
+        }
+    }
+    idx = ks->m++;
+    ks->keys[idx] = p;
+    ks->lens[idx] = n;
+    ks->len += n;
+    if (epoch) {
+        ks->epochs[ks->nepochs++] = idx;
+    }
+    return idx;
+}
+
+/* Fills ks with the token keys of plan's slots (both borrowed): for an
+ * instance its own key, its table's epoch and the global epoch; for a
+ * table its own and the global epoch; for the global token or an epoch
+ * its own only.  Returns 0, or -1 with MemoryError set. */
+static int
+keyset_build(keyset *ks, const alkey_keyplan *plan, const char *ns,
+             size_t nslen)
+{
+    size_t n = plan->nslots, total = 0, i;
+
+    memset(ks, 0, sizeof(*ks));
+    if (n > (size_t)PY_SSIZE_T_MAX / MAX_PARTS / sizeof(Py_ssize_t)) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    /* Room for every key as if none were shared.  An epoch of a table is
+     * no longer than the instance identifier it comes from. */
+    for (i = 0; i < n; i++) {
+        const alkey_slot *sl = &plan->slots[i];
+        size_t own = nslen + 1 + sl->oid_len;
+        size_t global = nslen + 1 + ALKEY_GLOBAL_EPOCH_LEN;
+
+        if (size_add(&total, own) < 0
+            || (sl->kind == ALKEY_OID_INSTANCE && size_add(&total, own) < 0)
+            || ((sl->kind == ALKEY_OID_INSTANCE
+                 || sl->kind == ALKEY_OID_TABLE)
+                && size_add(&total, global) < 0)) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    ks->buf = PyMem_Malloc(total ? total : 1);
+    ks->keys = PyMem_Malloc(sizeof(char *) * MAX_PARTS * n);
+    ks->lens = PyMem_Malloc(sizeof(size_t) * MAX_PARTS * n);
+    ks->epochs = PyMem_Malloc(sizeof(Py_ssize_t) * MAX_PARTS * n);
+    ks->parts = PyMem_Malloc(sizeof(Py_ssize_t) * MAX_PARTS * n);
+    ks->nparts = PyMem_Malloc(sizeof(int) * n);
+    if (ks->buf == NULL || ks->keys == NULL || ks->lens == NULL
+        || ks->epochs == NULL || ks->parts == NULL || ks->nparts == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (i = 0; i < n; i++) {
+        const alkey_slot *sl = &plan->slots[i];
+        const char *oid = plan->buf + sl->oid_off;
+        Py_ssize_t *parts = ks->parts + i * MAX_PARTS;
+        int k = 0;
+
+        parts[k++] = keyset_add(ks, ns, nslen, oid, sl->oid_len, NULL, 0,
+                                sl->kind == ALKEY_OID_EPOCH);
+        if (sl->kind == ALKEY_OID_INSTANCE) {
+            parts[k++] = keyset_add(ks, ns, nslen, oid,
+                                    alkey_oid_table_len(oid, sl->oid_len),
+                                    "#!", 2, 1);
+        }
+        if (sl->kind == ALKEY_OID_INSTANCE || sl->kind == ALKEY_OID_TABLE) {
+            parts[k++] = keyset_add(ks, ns, nslen, ALKEY_GLOBAL_EPOCH,
+                                    ALKEY_GLOBAL_EPOCH_LEN, NULL, 0, 1);
+        }
+        ks->nparts[i] = k;
+    }
+    assert(ks->len <= total);
+    return 0;
+}
+
 const char alkey_cache_key_doc[] = PyDoc_STR(
 "cache_key(source, args, namespace, ttl, hashed) -> str\n\n"
 "The cache key of the sequence ``args``: each identifier in it (or\n"
 "object the resolver maps to one) contributes its token, looked up\n"
 "through ``source`` under ``namespace:<identifier>`` (missing tokens are\n"
-"created with expiry ``ttl`` seconds).  ``source`` is a Client (one round\n"
-"trip when every token exists, two otherwise), a callable taking a list\n"
-"of token keys and returning their tokens, or None (fresh tokens).  When\n"
-"the lookup fails the error handler is told and fresh, unstored tokens\n"
-"are used: the key is new, a miss, never stale.  ``hashed`` gives the\n"
-"64-character SHA-256 hex form.");
+"created with expiry ``ttl`` seconds).  An instance also folds in the\n"
+"epoch of its table (``alkey:<table>#!``) and the global epoch\n"
+"(``alkey:*#!``), a table the global epoch, joined by \".\": a bulk write\n"
+"replaces an epoch and so changes every such key at once.  All of a\n"
+"call's token keys, each epoch once, are read together.  ``source`` is a\n"
+"Client (one round trip when every token exists, two otherwise), a\n"
+"callable taking a list of token keys and returning their tokens, or None\n"
+"(fresh tokens).  When the lookup fails the error handler is told and\n"
+"fresh, unstored tokens are used: the key is new, a miss, never stale.\n"
+"``hashed`` gives the 64-character SHA-256 hex form.");
 
 PyObject *
 alkey_py_cache_key(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     alkey_state *st = alkey_get_state(module);
     alkey_keyplan plan;
-    tokenset ts;
+    keyset ks;
+    tokenset ts, joined;
     PyObject *source, *result = NULL;
     const char *ns;
     Py_ssize_t nslen, i, n;
-    char *keybuf = NULL;
-    const char **keys = NULL;
-    size_t *keylens = NULL;
     long ttl;
     int hashed, rc;
 
     alkey_keyplan_init(&plan);
+    memset(&ks, 0, sizeof(ks));
     memset(&ts, 0, sizeof(ts));
+    memset(&joined, 0, sizeof(joined));
     if (nargs != 5) {
         PyErr_Format(PyExc_TypeError,
                      "cache_key() takes 5 arguments (source, args, "
@@ -609,37 +815,10 @@ alkey_py_cache_key(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         result = alkey_keyplan_finish(&plan, NULL, NULL, hashed);
         goto done;
     }
-    if (tokenset_init(&ts, n) < 0) {
+    if (keyset_build(&ks, &plan, ns, (size_t)nslen) < 0
+        || tokenset_init(&ts, ks.m, 1) < 0
+        || tokenset_init(&joined, n, 1) < 0) {
         goto done;
-    }
-    /* The token keys, "<namespace>:<identifier>", in one buffer. */
-    {
-        size_t total = 0, off = 0;
-        for (i = 0; i < n; i++) {
-            size_t one = (size_t)nslen + 1 + plan.slots[i].oid_len;
-            if (one > SIZE_MAX - total) {
-                PyErr_NoMemory();
-                goto done;
-            }
-            total += one;
-        }
-        keybuf = PyMem_Malloc(total ? total : 1);
-        keys = PyMem_Malloc(sizeof(char *) * (size_t)n);
-        keylens = PyMem_Malloc(sizeof(size_t) * (size_t)n);
-        if (keybuf == NULL || keys == NULL || keylens == NULL) {
-            PyErr_NoMemory();
-            goto done;
-        }
-        for (i = 0; i < n; i++) {
-            const alkey_slot *sl = &plan.slots[i];
-            keys[i] = keybuf + off;
-            memcpy(keybuf + off, ns, (size_t)nslen);
-            off += (size_t)nslen;
-            keybuf[off++] = ':';
-            memcpy(keybuf + off, plan.buf + sl->oid_off, sl->oid_len);
-            off += sl->oid_len;
-            keylens[i] = (size_t)nslen + 1 + sl->oid_len;
-        }
     }
     if (source == Py_None) {
         rc = tokenset_fresh(&ts);
@@ -649,11 +828,11 @@ alkey_py_cache_key(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     else {
         if (PyObject_TypeCheck(source, st->ClientType)) {
-            rc = native_tokens((alkey_client *)source, st, n, keys, keylens,
-                               ttl, &ts);
+            rc = native_tokens((alkey_client *)source, st, ks.m, ks.keys,
+                               ks.lens, ttl, &ts);
         }
         else if (PyCallable_Check(source)) {
-            rc = callable_tokens(source, n, keys, keylens, &ts);
+            rc = callable_tokens(source, ks.m, ks.keys, ks.lens, &ts);
         }
         else {
             PyErr_Format(PyExc_TypeError,
@@ -667,13 +846,19 @@ alkey_py_cache_key(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             }
         }
     }
-    result = alkey_keyplan_finish(&plan, tokenset_ptrs(&ts), ts.lens,
+    for (i = 0; i < n; i++) {
+        if (tokenset_join(&joined, i, &ts, ks.parts + i * MAX_PARTS,
+                          ks.nparts[i]) < 0) {
+            PyErr_NoMemory();
+            goto done;
+        }
+    }
+    result = alkey_keyplan_finish(&plan, tokenset_ptrs(&joined), joined.lens,
                                   hashed);
 done:
-    PyMem_Free(keybuf);
-    PyMem_Free(keys);
-    PyMem_Free(keylens);
+    tokenset_free(&joined);
     tokenset_free(&ts);
+    keyset_free(&ks);
     alkey_keyplan_free(&plan);
     return result;
 }
@@ -720,7 +905,7 @@ alkey_py_fetch_tokens(PyObject *module, PyObject *const *args,
         return NULL;
     }
     n = PyTuple_GET_SIZE(seq);
-    if (tokenset_init(&ts, n) < 0) {
+    if (tokenset_init(&ts, n, 0) < 0) {
         goto done;
     }
     keys = PyMem_Malloc(sizeof(char *) * (size_t)(n ? n : 1));

@@ -1,4 +1,5 @@
-/* Token lookup: one MGET, SET NX for the missing, fresh tokens on failure. */
+/* Token lookup: one MGET (identifiers and their epochs), SET NX for the
+ * missing, fresh tokens on failure. */
 #ifndef ALKEY_TOKENS_H
 #define ALKEY_TOKENS_H
 

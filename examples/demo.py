@@ -13,7 +13,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -72,37 +71,56 @@ def main() -> None:
 
 
 def run(url: str, tmp: str) -> None:
-    from alkey.cache import get_cache_key_generator, set_token
+    from sqlalchemy import update
+    from sqlalchemy.orm import sessionmaker
+
+    from alkey import events
+    from alkey.cache import get_cache_key_generator
     from alkey.client import get_redis_client
     from alkey.utils import get_object_id
 
     engine = create_engine(f'sqlite:///{tmp}/demo.db')
     Base.metadata.create_all(engine)
-    with Session(engine) as session:
+    Session = sessionmaker(engine)
+    events.bind(Session)  # the one line that turns alkey on
+
+    with Session() as session:
         session.add_all([User(id=1, name='ann'), User(id=2, name='bob')])
         session.commit()
 
-        redis = get_redis_client()
-        key_for = get_cache_key_generator()
+    key_for = get_cache_key_generator()
+    print(f'Redis: {get_redis_client()!r}')
+    with Session() as session:
         ann, bob = session.get(User, 1), session.get(User, 2)
-        print(f'Redis: {redis!r}')
-        print(f'identifier of ann:        {get_object_id(ann)}')
-        print(f'key for ann + "profile":  {key_for(ann, "profile")}')
-        print(f'the same key again:       {key_for(ann, "profile")}')
-        print(f'key for bob + "profile":  {key_for(bob, "profile")}')
-        print(f'key for the users table:  {key_for(User)}')
+        print(f'identifier of ann:         {get_object_id(ann)}')
+        print(f'key for ann + "profile":   {key_for(ann, "profile")}')
+        print(f'the same key again:        {key_for(ann, "profile")}')
+        print(f'key for bob + "profile":   {key_for(bob, "profile")}')
+        print(f'key for the users table:   {key_for(User)}')
 
         ann.name = 'Ann'
         session.commit()
-        # Until the session binding lands (alkey.events), do by hand what a
-        # commit will do: replace the changed row's token.
-        set_token(redis, ann, uuid.uuid4().hex)
-        print('-- committed a change to ann (and replaced her token) --')
-        print(f'key for ann + "profile":  {key_for(ann, "profile")}')
-        print(f'key for bob + "profile":  {key_for(bob, "profile")}  (unchanged)')
+        print('-- committed a change to ann --')
+        print(f'key for ann + "profile":   {key_for(ann, "profile")}  (changed)')
+        print(f'key for bob + "profile":   {key_for(bob, "profile")}  (unchanged)')
+        print(f'key for the users table:   {key_for(User)}  (changed)')
 
-        hashed = get_cache_key_generator(hash_keys=True)
-        print(f'hashed key for ann:       {hashed(ann, "profile")}')
+        before = key_for(bob, 'profile')
+        bob.name = 'Robert'
+        session.flush()
+        session.rollback()
+        print('-- changed bob, flushed, rolled back --')
+        print(f'key for bob + "profile":   {key_for(bob, "profile")}  '
+              f'({"unchanged" if key_for(bob, "profile") == before else "CHANGED"})')
+
+        session.execute(update(User).values(name='everyone'))
+        session.commit()
+        print('-- a bulk UPDATE of every user, committed --')
+        print(f'key for bob + "profile":   {key_for(bob, "profile")}  (changed)')
+
+    hashed = get_cache_key_generator(hash_keys=True)
+    with Session() as session:
+        print(f'hashed key for ann:        {hashed(session.get(User, 1), "profile")}')
 
 
 if __name__ == '__main__':

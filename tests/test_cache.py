@@ -78,9 +78,13 @@ def test_key_is_stable_until_the_token_changes(client, kg, rows):
     assert kg('alkey:users#2', 'sidebar') == other
 
 
-def test_readable_form_shows_identifiers_tokens_and_values(client, kg):
+def test_readable_form_shows_identifiers_tokens_and_values(server, client, kg):
     set_token(client, 'alkey:users#1', 'TOKEN1')
-    assert kg('alkey:users#1', 'sidebar', 2) == 'alkey:users#1~TOKEN1/sidebar/~i2'
+    key = kg('alkey:users#1', 'sidebar', 2)
+    epoch = server.admin.get(f'{TOKEN_NAMESPACE}:alkey:users#!')
+    gepoch = server.admin.get(f'{TOKEN_NAMESPACE}:alkey:*#!')
+    assert TOKEN.match(epoch) and TOKEN.match(gepoch)
+    assert key == f'alkey:users#1~TOKEN1.{epoch}.{gepoch}/sidebar/~i2'
 
 
 def test_different_arguments_never_give_the_same_key(kg):
@@ -151,7 +155,8 @@ def test_missing_tokens_take_one_mget_and_set_nx_each(server, kg):
     server.reset_stats()
     kg(*[f'alkey:users#{i}' for i in range(5)])
     counts = server.command_counts()
-    assert counts == {'mget': 2, 'set': 5}
+    # 5 instance tokens, the users epoch and the global epoch.
+    assert counts == {'mget': 2, 'set': 7}
 
 
 def test_values_alone_need_no_redis(server, kg):

@@ -406,9 +406,9 @@ def test_scoped_sessions_from_several_threads(engine, client, seeded, kg):
 
 
 def test_invalidate_at_once_and_at_commit(Maker, seeded, kg, client):
-    watch = Watch(kg, 'alkey:users#1', 'alkey:users#*', GLOBAL_WRITE_TOKEN)
+    watch = Watch(kg, 'alkey:users#1', 'alkey:users#2', 'alkey:users#*', GLOBAL_WRITE_TOKEN)
     alkey.invalidate('alkey:users#1', redis_client=client)
-    assert watch.changed() == {'alkey:users#1', GLOBAL_WRITE_TOKEN}
+    assert watch.changed() == {'alkey:users#1', 'alkey:users#*', GLOBAL_WRITE_TOKEN}
     watch = Watch(kg, 'alkey:users#2', 'alkey:orders#*')
     with Maker() as s:
         alkey.invalidate(s.get(User, 2), 'orders', session=s)

@@ -76,18 +76,8 @@ def test_a_failing_token_source_gives_fresh_keys_and_is_reported():
         _native._set_hooks(resolve_identity, cache._log_failure)
     assert first != again and short
     assert [type(e) for e in reported] == [RuntimeError, RuntimeError, ValueError]
-    assert 'returned 0 tokens for 1 keys' in str(reported[2])
-
-
-def test_odd_tokens_from_a_source_still_give_injective_keys():
-    def source(tokens):
-        return lambda keys: tokens
-
-    a = _native.cache_key(source(['a/b']), ('alkey:users#1',), 'ns', 60, False)
-    b = _native.cache_key(source(['a%2Fb']), ('alkey:users#1',), 'ns', 60, False)
-    c = _native.cache_key(source([b'\xff\x00 x']), ('alkey:users#1',), 'ns', 60, False)
-    assert len({a, b, c}) == 3
-    assert all(s.isprintable() for s in (a, b, c))
+    # One instance: its token key, its table's epoch and the global epoch.
+    assert 'returned 0 tokens for 3 keys' in str(reported[2])
 
 
 LEAK_CHECK = textwrap.dedent('''
@@ -147,3 +137,31 @@ def test_no_memory_growth_over_many_calls(redis_server_clean, tmp_path):
         capture_output=True, text=True, timeout=600, check=True)
     grown = int(out.stdout.strip().splitlines()[-1])
     assert grown < 1024 * 1024, f'RSS grew by {grown} bytes over 20000 rounds'
+
+
+def test_odd_tokens_and_epochs_from_a_source_still_give_injective_keys():
+    def source(tokens):
+        return lambda keys: tokens
+
+    args = ('alkey:users#1',)
+    tuples = [['a/b', 'e', 'g'], ['a%2Fb', 'e', 'g'], [b'\xff\x00 x', 'e', 'g'],
+              ['a.b', 'e', 'g'], ['a', 'b.e', 'g'], ['a', 'b', 'e.g'], ['a.b.e', '', 'g']]
+    keys = [_native.cache_key(source(t), args, 'ns', 60, False) for t in tuples]
+    assert len(set(keys)) == len(tuples)
+    assert all(k.isprintable() and k.count('.') == 2 for k in keys)
+
+
+def test_cache_key_with_many_tables_and_epochs_in_one_call():
+    seen = []
+
+    def source(keys):
+        seen.append(keys)
+        return [str(i) for i in range(len(keys))]
+
+    args = [f'alkey:t{i % 37}#{i}' for i in range(1000)] + ['alkey:*#!', 'alkey:t3#!']
+    key = _native.cache_key(source, args, 'ns', 60, False)
+    assert len(seen[0]) == 1000 + 37 + 1
+    assert len(key.split('/')) == 1002
+    for i in range(200):  # no state kept between calls
+        assert _native.cache_key(source, args, 'ns', 60, i % 2 == 0)
+
