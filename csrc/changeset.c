@@ -471,27 +471,6 @@ PyType_Spec alkey_changeset_spec = {
 /* ------------------------------------------------------------------ */
 /* Invalidation                                                         */
 
-/* Reads the ttl argument: a positive int of seconds. */
-static int
-ttl_seconds(PyObject *obj, long *ttl)
-{
-    if (PyBool_Check(obj) || !PyLong_Check(obj)) {
-        PyErr_Format(PyExc_TypeError, "ttl must be an int, not %.100s",
-                     Py_TYPE(obj)->tp_name);
-        return -1;
-    }
-    *ttl = PyLong_AsLong(obj);
-    if (*ttl == -1 && PyErr_Occurred()) {
-        return -1;
-    }
-    if (*ttl < 1) {
-        PyErr_Format(PyExc_ValueError, "ttl must be 1 second or more, got %ld",
-                     *ttl);
-        return -1;
-    }
-    return 0;
-}
-
 const char alkey_invalidate_tokens_doc[] = PyDoc_STR(
 "invalidate_tokens($module, client, oids, namespace, ttl, /)\n--\n\n"
 "Replaces the token of each identifier of ``oids`` (a sequence or other\n"
@@ -543,7 +522,7 @@ alkey_py_invalidate_tokens(PyObject *module, PyObject *const *args,
                      Py_TYPE(args[2])->tp_name);
         return NULL;
     }
-    if (ttl_seconds(args[3], &ttl) < 0) {
+    if (alkey_ttl_arg(args[3], &ttl) < 0) {
         return NULL;
     }
     ttllen = (size_t)snprintf(ttlbuf, sizeof(ttlbuf), "%ld", ttl);

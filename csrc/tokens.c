@@ -587,9 +587,10 @@ absorb_failure(alkey_state *st)
     return 0;
 }
 
-/* Reads the ttl argument: a positive int of seconds. */
-static int
-ttl_arg(PyObject *obj, long *ttl)
+/* Reads a ttl argument (borrowed): a positive int of seconds.  Returns 0,
+ * or -1 with TypeError / ValueError set. */
+int
+alkey_ttl_arg(PyObject *obj, long *ttl)
 {
     if (PyBool_Check(obj) || !PyLong_Check(obj)) {
         PyErr_Format(PyExc_TypeError, "ttl must be an int, not %.100s",
@@ -800,7 +801,7 @@ alkey_py_cache_key(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     }
     ns = PyUnicode_AsUTF8AndSize(args[2], &nslen);
-    if (ns == NULL || ttl_arg(args[3], &ttl) < 0) {
+    if (ns == NULL || alkey_ttl_arg(args[3], &ttl) < 0) {
         goto done;
     }
     hashed = PyObject_IsTrue(args[4]);
@@ -895,7 +896,7 @@ alkey_py_fetch_tokens(PyObject *module, PyObject *const *args,
                      Py_TYPE(args[0])->tp_name);
         return NULL;
     }
-    if (ttl_arg(args[2], &ttl) < 0) {
+    if (alkey_ttl_arg(args[2], &ttl) < 0) {
         return NULL;
     }
     /* A tuple of our own: the key strings must outlive the GIL releases,

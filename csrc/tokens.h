@@ -12,6 +12,10 @@
  * GIL.  Returns 0, or -1 (errno set) when the system has no randomness. */
 int alkey_random_token(char out[ALKEY_TOKEN_LEN]);
 
+/* Reads a ttl argument: a positive int of seconds.  0, or -1 with an
+ * exception set. */
+int alkey_ttl_arg(PyObject *obj, long *ttl);
+
 PyObject *alkey_py_cache_key(PyObject *module, PyObject *const *args,
                              Py_ssize_t nargs);
 PyObject *alkey_py_fetch_tokens(PyObject *module, PyObject *const *args,

@@ -457,3 +457,101 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     except (OSError, subprocess.SubprocessError) as exc:
         version = f"unusable ({exc})"
     return [f"redis-server: {executable}: {version}"]
+
+
+# --------------------------------------------------------------------------
+# alkey over the suite's redis-server
+
+
+@pytest.fixture
+def server(redis_server_clean: RedisServer) -> RedisServer:
+    """The suite's redis-server, clean (a shorter name for tests)."""
+    return redis_server_clean
+
+
+@pytest.fixture
+def client(server: RedisServer) -> Iterator[Any]:
+    """A native alkey client of the suite's redis-server."""
+    import alkey
+    from alkey.client import parse_url
+
+    c = alkey.Client(**parse_url(server.url))
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def kg(client: Any) -> Any:
+    """A cache key generator over `client`."""
+    from alkey.cache import CacheKeyGenerator
+
+    return CacheKeyGenerator(client)
+
+
+# --------------------------------------------------------------------------
+# SQLAlchemy databases for the change-tracking tests
+
+
+@pytest.fixture(params=['sqlite', 'postgresql'])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """An engine on SQLite (a file) and on PostgreSQL, with the test tables."""
+    from sqlalchemy import create_engine, event
+
+    from tests.models import Base
+
+    if request.param == 'sqlite':
+        eng = create_engine(f'sqlite:///{tmp_path}/events.db')
+
+        @event.listens_for(eng, 'connect')
+        def _fk(dbapi_conn, _):  # SQLite needs SAVEPOINT-friendly settings
+            dbapi_conn.isolation_level = None
+
+        @event.listens_for(eng, 'begin')
+        def _begin(conn):  # writers queue up instead of failing at once
+            conn.exec_driver_sql('BEGIN IMMEDIATE')
+    else:
+        url = request.getfixturevalue('postgres_url')
+        eng = create_engine(url)
+        Base.metadata.drop_all(eng)
+    Base.metadata.create_all(eng)
+    yield eng
+    if request.param == 'postgresql':
+        Base.metadata.drop_all(eng)
+    eng.dispose()
+
+
+@pytest.fixture
+def Maker(engine: Any, client: Any) -> Iterator[Any]:
+    """A sessionmaker on `engine`, bound to alkey with `client`."""
+    from sqlalchemy.orm import sessionmaker
+
+    from alkey import events
+
+    maker = sessionmaker(engine)
+    events.bind(maker, redis_client=client)
+    yield maker
+    events.unbind(maker)
+
+
+@pytest.fixture
+def seeded(Maker: Any) -> None:
+    """Rows of every test model."""
+    import uuid
+
+    from tests.models import (
+        Document, Dog, Engineer, Group, Membership, Order, Tag, User,
+    )
+
+    with Maker() as s:
+        s.add_all([User(id=1, name='ann'), User(id=2, name='bob'), User(id=3, name='cy')])
+        s.flush()  # memberships point to users without a relationship
+        s.add_all([
+            Tag(name='a#b/c,d:e f'), Tag(name='plain'),
+            Document(id=uuid.UUID(int=7), title='doc'),
+            Membership(user_id=1, role='admin'),
+            Order(id=10, user_id=1, note='first'),
+            Engineer(id=20, name='eve', language='c'),
+            Dog(id=30, name='rex'),
+            Group(id=40),
+        ])
+        s.commit()

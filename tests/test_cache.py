@@ -12,7 +12,6 @@ import pytest
 import redis as redispy
 
 import alkey
-from alkey import _native
 from alkey.cache import (
     CacheKeyGenerator,
     get_cache_key_generator,
@@ -26,23 +25,6 @@ from alkey.utils import get_object_id
 from tests.models import Document, Membership, Tag, User, sqlite_session
 
 TOKEN = re.compile(r'^[A-Za-z0-9_-]{22}$')
-
-
-@pytest.fixture
-def server(redis_server_clean):
-    return redis_server_clean
-
-
-@pytest.fixture
-def client(server):
-    c = alkey.Client(**parse_url(server.url))
-    yield c
-    c.close()
-
-
-@pytest.fixture
-def kg(client):
-    return CacheKeyGenerator(client)
 
 
 @pytest.fixture

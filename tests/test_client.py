@@ -17,18 +17,6 @@ from alkey import _native
 from alkey.client import GetRedisClient, get_redis_client, get_redis_config, parse_url
 
 
-@pytest.fixture
-def server(redis_server_clean):
-    return redis_server_clean
-
-
-@pytest.fixture
-def client(server):
-    c = alkey.Client(port=int(server.url.rsplit(':', 1)[1]), host='127.0.0.1')
-    yield c
-    c.close()
-
-
 def port_of(server) -> int:
     return int(server.url.rsplit(':', 1)[1])
 

@@ -12,30 +12,12 @@ import redis as redispy
 import alkey
 from alkey import _native
 from alkey.cache import CacheKeyGenerator
-from alkey.client import parse_url
 from alkey.constants import TOKEN_NAMESPACE
 
 TTL = 86400
 TOKEN = r'[A-Za-z0-9_-]{22}'
 USERS = [f'alkey:users#{i}' for i in range(1, 6)]
 OTHERS = ['alkey:tags#s:x', 'alkey:public.users#1', 'alkey:users#*', 'alkey:*#*']
-
-
-@pytest.fixture
-def server(redis_server_clean):
-    return redis_server_clean
-
-
-@pytest.fixture
-def client(server):
-    c = alkey.Client(**parse_url(server.url))
-    yield c
-    c.close()
-
-
-@pytest.fixture
-def kg(client):
-    return CacheKeyGenerator(client)
 
 
 def keys_of(kg, oids):

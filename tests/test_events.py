@@ -11,14 +11,13 @@ import threading
 import uuid
 
 import pytest
-from sqlalchemy import create_engine, event, select
-from sqlalchemy.orm import Session, scoped_session, sessionmaker
+from sqlalchemy import create_engine, select
+from sqlalchemy.orm import scoped_session, sessionmaker
 
 import alkey
 from alkey import events
-from alkey.cache import CacheKeyGenerator
-from alkey.client import parse_url
 from alkey.constants import GLOBAL_WRITE_TOKEN
+from tests.support import Watch
 from tests.models import (
     Animal,
     Base,
@@ -33,83 +32,6 @@ from tests.models import (
     Tag,
     User,
 )
-
-
-@pytest.fixture(params=['sqlite', 'postgresql'])
-def engine(request, tmp_path):
-    if request.param == 'sqlite':
-        eng = create_engine(f'sqlite:///{tmp_path}/events.db')
-
-        @event.listens_for(eng, 'connect')
-        def _fk(dbapi_conn, _):  # SQLite needs SAVEPOINT-friendly settings
-            dbapi_conn.isolation_level = None
-
-        @event.listens_for(eng, 'begin')
-        def _begin(conn):  # writers queue up instead of failing at once
-            conn.exec_driver_sql('BEGIN IMMEDIATE')
-    else:
-        url = request.getfixturevalue('postgres_url')
-        eng = create_engine(url)
-        Base.metadata.drop_all(eng)
-    Base.metadata.create_all(eng)
-    yield eng
-    if request.param == 'postgresql':
-        Base.metadata.drop_all(eng)
-    eng.dispose()
-
-
-@pytest.fixture
-def server(redis_server_clean):
-    return redis_server_clean
-
-
-@pytest.fixture
-def client(server):
-    c = alkey.Client(**parse_url(server.url))
-    yield c
-    c.close()
-
-
-@pytest.fixture
-def kg(client):
-    return CacheKeyGenerator(client)
-
-
-@pytest.fixture
-def Maker(engine, client):
-    maker = sessionmaker(engine)
-    events.bind(maker, redis_client=client)
-    yield maker
-    events.unbind(maker)
-
-
-@pytest.fixture
-def seeded(Maker):
-    with Maker() as s:
-        s.add_all([User(id=1, name='ann'), User(id=2, name='bob'), User(id=3, name='cy')])
-        s.flush()  # memberships point to users without a relationship
-        s.add_all([
-            Tag(name='a#b/c,d:e f'), Tag(name='plain'),
-            Document(id=uuid.UUID(int=7), title='doc'),
-            Membership(user_id=1, role='admin'),
-            Order(id=10, user_id=1, note='first'),
-            Engineer(id=20, name='eve', language='c'),
-            Dog(id=30, name='rex'),
-            Group(id=40),
-        ])
-        s.commit()
-
-
-class Watch:
-    """Keys of some targets, to see which ones a commit changed."""
-
-    def __init__(self, kg, *targets):
-        self.kg = kg
-        self.targets = targets
-        self.before = {t: kg(t) for t in targets}
-
-    def changed(self):
-        return {t for t in self.targets if self.kg(t) != self.before[t]}
 
 
 ALL = ('alkey:users#1', 'alkey:users#2', 'alkey:users#3', 'alkey:users#*',

@@ -6,18 +6,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import delete, insert, text, update
 
-from alkey import _dml, events
+from alkey import _dml
 from alkey.constants import GLOBAL_WRITE_TOKEN
 from tests.models import Engineer, Order, User
-from tests.test_events import (  # noqa: F401 -- fixtures
-    Maker,
-    Watch,
-    client,
-    engine,
-    kg,
-    seeded,
-    server,
-)
+from tests.support import Watch
 
 USERS = ('alkey:users#1', 'alkey:users#2', 'alkey:users#3', 'alkey:users#*', User)
 OTHERS = ('alkey:orders#10', 'alkey:tags#s:plain', 'alkey:orders#*')
