@@ -355,6 +355,9 @@ class _Binding:
         state = session.info.get(_STATE)
         if state is None:
             return
+        # Any transaction ending, a flush's own included, ends a flush (one
+        # that failed never reached after_flush_postexec).
+        state.flushing = False
         if transaction.nested:
             mark = state.marks.pop(id(transaction), None)
             if id(transaction) in state.released:

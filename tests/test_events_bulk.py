@@ -164,3 +164,16 @@ def test_unbound_sessions_and_unbind_leave_keys_alone(engine, client, seeded, kg
         s.get(User, 1).name = 'unbound too'
         s.commit()
     assert watch.changed() == set()
+
+
+def test_a_failed_flush_does_not_hide_later_bulk_writes(Maker, seeded, kg):
+    watch = Watch(kg, *USERS)
+    with Maker() as s:
+        sp = s.begin_nested()
+        s.add(User(id=1, name='duplicate key'))
+        with pytest.raises(Exception):
+            s.flush()
+        sp.rollback()
+        s.execute(update(User).values(name='after the failure'))
+        s.commit()
+    assert watch.changed() == set(USERS)
