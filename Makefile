@@ -2,10 +2,11 @@
 #
 #   make test         system packages + .venv + extension, then pytest
 #   make demo         examples/demo.py
+#   make example      the example blog (examples/blog) on http://localhost:6543/
 #   make test-asan    pytest against an ASan + UBSan build, then the normal build back
 #   make valgrind     the native tests under valgrind (PYTHONMALLOC=malloc)
 #   make hiredis1-check   csrc/*.c against the hiredis 1.x headers of hiredis-py's sdist
-#   make bench        benchmarks/run.py
+#   make bench        benchmarks/run.py (BENCH_ARGS=--quick for a smoke run)
 #   make clean / distclean
 #
 # PYTEST_ARGS passes options to pytest: make test PYTEST_ARGS='-k keys -x'.
@@ -61,7 +62,7 @@ $(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-
 $(PYTHON) -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' || missing="$$missing python3-dev"
 endef
 
-.PHONY: test demo deps venv native test-asan valgrind hiredis1-check bench clean distclean
+.PHONY: test demo example deps venv native test-asan valgrind hiredis1-check bench clean distclean
 
 deps:
 	@$(missing_packages); \
@@ -100,9 +101,17 @@ test: deps native
 demo: deps native
 	$(VPY) examples/demo.py
 
+# pserve examples/blog/development.ini, with a redis-server of its own
+# unless REDIS_URL is set (examples/blog/serve.py); Ctrl-C stops both.
+example: deps native
+	$(VPY) examples/blog/serve.py
+
+# BENCH_ARGS passes options: make bench BENCH_ARGS=--quick (a smoke run).
+BENCH_ARGS ?=
+
 bench: deps native
 	@[ -f benchmarks/run.py ] || { echo "make: benchmarks/run.py does not exist yet" >&2; exit 1; }
-	$(VPY) benchmarks/run.py
+	$(VPY) benchmarks/run.py $(BENCH_ARGS)
 
 # The extension built with ALKEY_DEBUG_BUILD=1 (-Werror -O0, ASan +
 # UBSan) and loaded into the ordinary interpreter: the sanitizer runtimes

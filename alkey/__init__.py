@@ -25,6 +25,15 @@ from .events import bind, invalidate
 #: The original package's name for :func:`alkey.events.bind`.
 bind_to_events = bind
 
+
+def includeme(config: object) -> None:
+    """``config.include('alkey')`` in a Pyramid application: see
+    :mod:`alkey.pyramid` (imported here, so that alkey needs no Pyramid)."""
+    from .pyramid import includeme as include
+
+    include(config)
+
+
 __all__ = [
     'AuthenticationError',
     'Client',
@@ -35,6 +44,7 @@ __all__ = [
     'TimeoutError',
     'bind',
     'bind_to_events',
+    'includeme',
     'invalidate',
 ]
 
