@@ -25,7 +25,7 @@ from sqlalchemy import event, inspect
 from sqlalchemy.orm import Mapper, Session, scoped_session, sessionmaker
 from sqlalchemy.orm.interfaces import MANYTOONE, ONETOMANY
 
-from . import _dml, _native
+from . import _dml, _native, _pending
 from .client import get_redis_client
 from .constants import GLOBAL_WRITE_TOKEN, MAX_CACHE_DURATION, TOKEN_NAMESPACE
 from .utils import _format_pk, get_object_id, get_table_id
@@ -345,11 +345,22 @@ class _Binding:
             return
         oids = state.changes.oids()
         state.changes.clear()
+        self.deliver(oids, 'a commit')
+
+    def sender(self, oids: list[str]) -> Any:
+        return send(self.client(), oids, self.namespace, self.duration)
+
+    def deliver(self, oids: list[str], what: str) -> None:
+        """Send ``oids`` with whatever is still pending for this binding, in
+        one pipeline; keep them pending when Redis fails (never raises)."""
+        oids = list(dict.fromkeys(oids + _pending.take(self)))
         try:
-            send(self.client(), oids, self.namespace, self.duration)
+            self.sender(oids)
         except Exception as exc:  # noqa: BLE001 -- commit() must not raise
-            logger.warning('could not invalidate %d alkey tokens after a commit: '
-                           '%s: %s', len(oids), type(exc).__name__, exc)
+            _pending.add(self, self.sender, oids)
+            logger.warning('could not invalidate %d alkey tokens after %s, kept '
+                           'pending until Redis answers: %s: %s', len(oids), what,
+                           type(exc).__name__, exc)
 
     def after_transaction_end(self, session: Session, transaction: Any) -> None:
         state = session.info.get(_STATE)
@@ -434,12 +445,7 @@ def _autocommit(conn: Any) -> bool:
 
 
 def _send_loose(oids: list[str]) -> None:
-    binding = _loose_binding[-1]
-    try:
-        send(binding.client(), oids, binding.namespace, binding.duration)
-    except Exception as exc:  # noqa: BLE001 -- never fail the caller's SQL
-        logger.warning('could not invalidate %d alkey tokens after a write: %s: %s',
-                       len(oids), type(exc).__name__, exc)
+    _loose_binding[-1].deliver(oids, 'a write')
 
 
 def _on_after_execute(conn: Any, clauseelement: Any, multiparams: Any, params: Any,

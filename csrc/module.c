@@ -45,7 +45,29 @@ set_hooks(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(set_pending_doc,
+"_set_pending(identifiers) -> None\n\n"
+"Installs the shim's set of identifiers whose invalidation has not\n"
+"reached Redis yet (or None).  While it names an identifier, its table\n"
+"epoch or the global epoch, cache_key() builds keys that name it from\n"
+"fresh tokens: a miss, never a key the pending change should change.");
+
+static PyObject *
+set_pending(PyObject *module, PyObject *arg)
+{
+    alkey_state *st = alkey_get_state(module);
+
+    if (arg != Py_None && !PySet_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "_set_pending() needs a set or None");
+        return NULL;
+    }
+    Py_XSETREF(st->pending, arg == Py_None ? NULL
+                                           : (Py_INCREF(arg), arg));
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
+    {"_set_pending", set_pending, METH_O, set_pending_doc},
     {"cache_key", (PyCFunction)(void (*)(void))alkey_py_cache_key,
      METH_FASTCALL, alkey_cache_key_doc},
     {"fetch_tokens", (PyCFunction)(void (*)(void))alkey_py_fetch_tokens,
@@ -176,6 +198,7 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->ChangeSetType);
     Py_VISIT(st->resolver);
     Py_VISIT(st->error_handler);
+    Py_VISIT(st->pending);
     return 0;
 }
 
@@ -194,6 +217,7 @@ module_clear(PyObject *module)
     Py_CLEAR(st->ChangeSetType);
     Py_CLEAR(st->resolver);
     Py_CLEAR(st->error_handler);
+    Py_CLEAR(st->pending);
     return 0;
 }
 

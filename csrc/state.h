@@ -24,6 +24,9 @@ typedef struct {
      * builder recovered from. */
     PyObject *resolver;
     PyObject *error_handler;
+    /* A set of identifiers whose invalidation could not reach Redis yet
+     * (or NULL): keys naming them are built from fresh tokens. */
+    PyObject *pending;
 } alkey_state;
 
 static inline alkey_state *

@@ -772,6 +772,38 @@ const char alkey_cache_key_doc[] = PyDoc_STR(
 "fresh, unstored tokens are used: the key is new, a miss, never stale.\n"
 "``hashed`` gives the 64-character SHA-256 hex form.");
 
+/* Does any key of ks name an identifier whose invalidation is pending?
+ * (Each key is "<namespace>:<identifier>".)  Returns 1 or 0, or -1 with an
+ * exception set.  Costs nothing while nothing is pending. */
+static int
+names_pending(alkey_state *st, const keyset *ks, size_t nslen)
+{
+    Py_ssize_t i;
+
+    if (st->pending == NULL || PySet_GET_SIZE(st->pending) == 0) {
+        return 0;
+    }
+    for (i = 0; i < ks->m; i++) {
+        PyObject *oid;
+        int found;
+        if (ks->lens[i] <= nslen) {
+            continue;
+        }
+        oid = PyUnicode_DecodeUTF8(ks->keys[i] + nslen + 1,
+                                   (Py_ssize_t)(ks->lens[i] - nslen - 1),
+                                   "strict");
+        if (oid == NULL) {
+            return -1;
+        }
+        found = PySet_Contains(st->pending, oid);
+        Py_DECREF(oid);
+        if (found != 0) {
+            return found;
+        }
+    }
+    return 0;
+}
+
 PyObject *
 alkey_py_cache_key(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -821,9 +853,12 @@ alkey_py_cache_key(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         || tokenset_init(&joined, n, 1) < 0) {
         goto done;
     }
-    if (source == Py_None) {
-        rc = tokenset_fresh(&ts);
-        if (rc < 0) {
+    rc = names_pending(st, &ks, (size_t)nslen);
+    if (rc < 0) {
+        goto done;
+    }
+    if (source == Py_None || rc == 1) {
+        if (tokenset_fresh(&ts) < 0) {
             goto done;
         }
     }

@@ -1,0 +1,141 @@
+"""Invalidations that could not reach Redis, kept until they do.
+
+When a commit's invalidation fails (Redis down, timing out, refusing
+writes), its identifiers are kept here, in this process, and:
+
+- every key that names one of them (or its table's epoch, or the global
+  epoch) is built from fresh tokens meanwhile, so this process never serves
+  a key the change should have changed (the set is shared with the C key
+  builder);
+- they are sent again with the next commit through the same binding (in
+  its one pipeline), and by a background thread that retries every
+  ``RETRY_INTERVAL`` seconds, so they are delivered within about that long
+  after Redis answers again;
+- past ``LIMIT`` identifiers, a binding's pending work is replaced by the
+  global epoch and global token: everything is invalidated rather than
+  anything dropped.
+
+If the process dies first, what it kept is lost: keys other processes build
+can stay stale until the tokens expire (``MAX_CACHE_DURATION``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any, Callable, Hashable
+
+from . import _native
+from .constants import GLOBAL_WRITE_TOKEN
+
+__all__ = ['LIMIT', 'RETRY_INTERVAL', 'add', 'count', 'deliver', 'take']
+
+logger = logging.getLogger('alkey')
+
+#: Most identifiers kept per binding before falling back to "everything".
+LIMIT = 10000
+#: Seconds between delivery attempts while anything is pending.
+RETRY_INTERVAL = 0.25
+
+GLOBAL_EPOCH = 'alkey:*#!'
+
+_lock = threading.RLock()
+# Binding key -> (sender, identifiers).  A sender is a callable taking a
+# list of identifiers and raising when Redis fails.
+_by_binding: dict[Hashable, tuple[Callable[[list[str]], Any], set[str]]] = {}
+# The union of every binding's identifiers: the set the C key builder reads.
+_all: set[str] = set()
+_native._set_pending(_all)
+_worker: threading.Thread | None = None
+
+
+def _rebuild() -> None:
+    _all.clear()
+    for _sender, oids in _by_binding.values():
+        _all.update(oids)
+
+
+def add(key: Hashable, sender: Callable[[list[str]], Any], oids: list[str]) -> None:
+    """Keep ``oids`` for delivery through ``sender`` (one per ``key``)."""
+    with _lock:
+        _, kept = _by_binding.get(key, (sender, set()))
+        kept.update(oids)
+        if len(kept) > LIMIT:
+            logger.warning('more than %d alkey invalidations are pending: '
+                           'invalidating everything instead', LIMIT)
+            kept = {GLOBAL_EPOCH, GLOBAL_WRITE_TOKEN}
+        _by_binding[key] = (sender, kept)
+        _rebuild()
+        _start_worker()
+
+
+def take(key: Hashable) -> list[str]:
+    """What is pending for ``key``, to send with a commit's own pipeline
+    (given back with :func:`add` if that fails)."""
+    with _lock:
+        entry = _by_binding.pop(key, None)
+        if entry is None:
+            return []
+        _rebuild()
+        return list(entry[1])
+
+
+def count() -> int:
+    """How many identifiers are pending."""
+    return len(_all)
+
+
+def deliver() -> bool:
+    """Try to send everything pending; True when nothing is left."""
+    with _lock:
+        entries = list(_by_binding.items())
+    for key, (sender, oids) in entries:
+        batch = list(oids)
+        try:
+            sender(batch)
+        except Exception as exc:  # noqa: BLE001 -- retried later
+            logger.debug('pending alkey invalidations still undelivered: %s', exc)
+            continue
+        with _lock:
+            current = _by_binding.get(key)
+            if current is not None:
+                current[1].difference_update(batch)
+                if not current[1]:
+                    del _by_binding[key]
+            _rebuild()
+        logger.warning('delivered %d pending alkey invalidations', len(batch))
+    return not _all
+
+
+def _run() -> None:
+    global _worker
+    event = threading.Event()
+    while True:
+        event.wait(RETRY_INTERVAL)
+        if deliver():
+            with _lock:
+                if not _all:
+                    _worker = None
+                    return
+
+
+def _start_worker() -> None:
+    global _worker
+    if _worker is None or not _worker.is_alive():
+        _worker = threading.Thread(target=_run, name='alkey-pending', daemon=True)
+        _worker.start()
+
+
+def _after_fork_in_child() -> None:
+    # The thread did not survive the fork; the child delivers what it
+    # inherited (delivering twice is harmless).
+    global _worker, _lock
+    _lock = threading.RLock()
+    _worker = None
+    if _all:
+        _start_worker()
+
+
+if hasattr(os, 'register_at_fork'):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
