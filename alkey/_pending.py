@@ -21,15 +21,17 @@ can stay stale until the tokens expire (``MAX_CACHE_DURATION``).
 
 from __future__ import annotations
 
+import heapq
 import logging
 import os
 import threading
+import time
 from typing import Any, Callable, Hashable
 
 from . import _native
 from .constants import GLOBAL_WRITE_TOKEN
 
-__all__ = ['LIMIT', 'RETRY_INTERVAL', 'add', 'count', 'deliver', 'take']
+__all__ = ['LIMIT', 'RETRY_INTERVAL', 'add', 'count', 'deliver', 'schedule', 'take']
 
 logger = logging.getLogger('alkey')
 
@@ -48,6 +50,9 @@ _by_binding: dict[Hashable, tuple[Callable[[list[str]], Any], set[str]]] = {}
 _all: set[str] = set()
 _native._set_pending(_all)
 _worker: threading.Thread | None = None
+# Second deliveries due later: (due time, key, sender, identifiers).
+_scheduled: list[tuple[float, int, Hashable, Callable[[list[str]], Any], list[str]]] = []
+_sequence = 0
 
 
 def _rebuild() -> None:
@@ -79,6 +84,33 @@ def take(key: Hashable) -> list[str]:
             return []
         _rebuild()
         return list(entry[1])
+
+
+def schedule(key: Hashable, sender: Callable[[list[str]], Any], oids: list[str],
+             delay: float) -> None:
+    """Send ``oids`` again ``delay`` seconds from now (a settle delay: keys a
+    reader with an older snapshot or a lagging replica cached under the new
+    tokens are orphaned too)."""
+    global _sequence
+    with _lock:
+        _sequence += 1
+        heapq.heappush(_scheduled, (time.monotonic() + delay, _sequence, key, sender,
+                                    list(oids)))
+        _start_worker()
+
+
+def _due() -> None:
+    """Send the scheduled deliveries that are due; failures become pending."""
+    now = time.monotonic()
+    while True:
+        with _lock:
+            if not _scheduled or _scheduled[0][0] > now:
+                return
+            _, _, key, sender, oids = heapq.heappop(_scheduled)
+        try:
+            sender(oids)
+        except Exception:  # noqa: BLE001 -- kept pending instead
+            add(key, sender, oids)
 
 
 def count() -> int:
@@ -113,9 +145,10 @@ def _run() -> None:
     event = threading.Event()
     while True:
         event.wait(RETRY_INTERVAL)
+        _due()
         if deliver():
             with _lock:
-                if not _all:
+                if not _all and not _scheduled:
                     _worker = None
                     return
 
@@ -133,7 +166,7 @@ def _after_fork_in_child() -> None:
     global _worker, _lock
     _lock = threading.RLock()
     _worker = None
-    if _all:
+    if _all or _scheduled:
         _start_worker()
 
 

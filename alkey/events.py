@@ -274,7 +274,11 @@ class _Binding:
     """The listeners of one ``bind()`` call and where they send."""
 
     def __init__(self, redis_client: Any = None, namespace: str | None = None,
-                 duration: int | None = None) -> None:
+                 duration: int | None = None, settle_delay: float | None = None) -> None:
+        if settle_delay is not None and not settle_delay > 0:
+            raise ValueError(f'settle_delay must be a number of seconds above 0, '
+                             f'got {settle_delay!r}')
+        self.settle_delay = settle_delay
         self.redis_client = redis_client
         self.namespace = namespace or TOKEN_NAMESPACE
         self.duration = int(duration or MAX_CACHE_DURATION)
@@ -354,6 +358,8 @@ class _Binding:
         """Send ``oids`` with whatever is still pending for this binding, in
         one pipeline; keep them pending when Redis fails (never raises)."""
         oids = list(dict.fromkeys(oids + _pending.take(self)))
+        if self.settle_delay:
+            _pending.schedule(self, self.sender, oids, self.settle_delay)
         try:
             self.sender(oids)
         except Exception as exc:  # noqa: BLE001 -- commit() must not raise
@@ -601,17 +607,24 @@ def _targets(target: Any) -> Iterator[Any]:
 
 
 def bind(target: Any, redis_client: Any = None, namespace: str | None = None,
-         duration: int | None = None) -> Any:
+         duration: int | None = None, settle_delay: float | None = None) -> Any:
     """Invalidate the tokens of what ``target``'s sessions change, at each
     outermost commit.  Binding the same target again does nothing.
-    ``redis_client`` defaults to ``get_redis_client()`` at commit time."""
+    ``redis_client`` defaults to ``get_redis_client()`` at commit time.
+
+    ``settle_delay`` (seconds) replaces the same tokens once more that long
+    after each commit: set it above your read replicas' lag, or the longest
+    REPEATABLE READ / SERIALIZABLE reader transaction, so that data such a
+    reader fetched from before the commit and cached under the new tokens
+    is orphaned too."""
     _install_engine_listeners()
     with _lock:
         for listen_on in _targets(target):
             if listen_on in _bindings:
                 continue
             binding = (_default_binding if redis_client is None and namespace is None
-                       and duration is None else _Binding(redis_client, namespace, duration))
+                       and duration is None and settle_delay is None
+                       else _Binding(redis_client, namespace, duration, settle_delay))
             for name, fn in binding.listeners:
                 event.listen(listen_on, name, fn)
             _bindings[listen_on] = binding

@@ -109,3 +109,41 @@ def test_a_stopped_server_costs_one_timeout_per_commit(Maker, seeded, server):
     finally:
         server.resume()
     assert wait_delivered()
+
+
+@pytest.mark.parametrize('settle_delay', [None, 0.3])
+def test_a_snapshot_reader_cannot_keep_old_data_under_new_tokens(
+        engine, client, kg, settle_delay):
+    """A REPEATABLE READ reader whose snapshot predates a commit reads old
+    data after the tokens changed and caches it under the new key.  Only a
+    second replacement after a settle delay orphans that entry."""
+    if engine.dialect.name != 'postgresql':
+        pytest.skip('needs snapshot isolation across connections (PostgreSQL)')
+    from sqlalchemy.orm import sessionmaker
+
+    from alkey import events
+    maker = sessionmaker(engine)
+    events.bind(maker, redis_client=client, settle_delay=settle_delay)
+    cache = {}
+    try:
+        with maker() as s:
+            s.add(User(id=1, name='old'))
+            s.commit()
+        reader = sessionmaker(engine.execution_options(isolation_level='REPEATABLE READ'))()
+        reader.get(User, 1)  # the snapshot is taken here
+        with maker() as w:
+            w.get(User, 1).name = 'new'
+            w.commit()
+        key = kg('alkey:users#1')  # after the commit: the new tokens
+        reader.expire_all()
+        cache[key] = reader.get(User, 1).name  # still 'old': its snapshot
+        reader.close()
+        time.sleep(1.0)  # the settle delay, plus one retry interval
+        assert wait_delivered()
+        stale_hit = cache.get(kg('alkey:users#1'))
+    finally:
+        events.unbind(maker)
+    if settle_delay is None:
+        assert stale_hit == 'old'  # the window the settle delay closes
+    else:
+        assert stale_hit is None
