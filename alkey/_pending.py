@@ -43,9 +43,12 @@ RETRY_INTERVAL = 0.25
 GLOBAL_EPOCH = 'alkey:*#!'
 
 _lock = threading.RLock()
-# Binding key -> (sender, identifiers).  A sender is a callable taking a
-# list of identifiers and raising when Redis fails.
-_by_binding: dict[Hashable, tuple[Callable[[list[str]], Any], set[str]]] = {}
+# Binding key -> (sender, {identifier: generation}).  A sender is a callable
+# taking a list of identifiers and raising when Redis fails.  The generation
+# of an identifier changes each time it is added, so that a delivery removes
+# only what it sent and nothing re-added meanwhile.
+_by_binding: dict[Hashable, tuple[Callable[[list[str]], Any], dict[str, int]]] = {}
+_generation = 0
 # The union of every binding's identifiers: the set the C key builder reads.
 _all: set[str] = set()
 _native._set_pending(_all)
@@ -63,13 +66,16 @@ def _rebuild() -> None:
 
 def add(key: Hashable, sender: Callable[[list[str]], Any], oids: list[str]) -> None:
     """Keep ``oids`` for delivery through ``sender`` (one per ``key``)."""
+    global _generation
     with _lock:
-        _, kept = _by_binding.get(key, (sender, set()))
-        kept.update(oids)
+        _generation += 1
+        _, kept = _by_binding.get(key, (sender, {}))
+        for oid in oids:
+            kept[oid] = _generation
         if len(kept) > LIMIT:
             logger.warning('more than %d alkey invalidations are pending: '
                            'invalidating everything instead', LIMIT)
-            kept = {GLOBAL_EPOCH, GLOBAL_WRITE_TOKEN}
+            kept = {GLOBAL_EPOCH: _generation, GLOBAL_WRITE_TOKEN: _generation}
         _by_binding[key] = (sender, kept)
         _rebuild()
         _start_worker()
@@ -121,9 +127,9 @@ def count() -> int:
 def deliver() -> bool:
     """Try to send everything pending; True when nothing is left."""
     with _lock:
-        entries = list(_by_binding.items())
-    for key, (sender, oids) in entries:
-        batch = list(oids)
+        entries = [(key, sender, dict(oids)) for key, (sender, oids) in _by_binding.items()]
+    for key, sender, snapshot in entries:
+        batch = list(snapshot)
         try:
             sender(batch)
         except Exception as exc:  # noqa: BLE001 -- retried later
@@ -132,8 +138,13 @@ def deliver() -> bool:
         with _lock:
             current = _by_binding.get(key)
             if current is not None:
-                current[1].difference_update(batch)
-                if not current[1]:
+                kept = current[1]
+                for oid, generation in snapshot.items():
+                    # Re-added while we were sending: that change still needs
+                    # its own delivery.
+                    if kept.get(oid) == generation:
+                        del kept[oid]
+                if not kept:
                     del _by_binding[key]
             _rebuild()
         logger.warning('delivered %d pending alkey invalidations', len(batch))

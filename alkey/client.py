@@ -47,16 +47,16 @@ _TLS_OPTIONS = ('ssl_ca_certs', 'ssl_certfile', 'ssl_keyfile')
 
 
 def _redact(url: str) -> str:
-    """``url`` with any password replaced, for error messages."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return '<unparseable URL>'
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit('@', 1)[1]
-    user = parts.username or ''
-    return parts._replace(netloc=f'{user}:***@{netloc}').geturl()
+    """``url`` for error messages: everything between ``scheme://`` and the
+    last ``@`` (user and password, whatever characters they hold) becomes
+    ``***``.  Done on the text, not on a parse: a password holding ``/``,
+    ``?`` or ``#`` would end the parsed host part before the ``@``."""
+    scheme, sep, rest = url.partition('://')
+    if sep and '@' in rest:
+        return f'{scheme}://***@{rest.rsplit("@", 1)[1]}'
+    if not sep and '@' in url:
+        return '***@' + url.rsplit('@', 1)[1]
+    return url
 
 
 def _int_option(value: Any, name: str, minimum: int) -> int:
@@ -99,9 +99,10 @@ def parse_url(url: str, name: str = 'REDIS_URL') -> dict[str, Any]:
     try:
         parts = urlsplit(url)
         port = parts.port
-    except ValueError as exc:
-        raise ConfigurationError(f'{name} is not a valid Redis URL ({exc}): '
-                                 f'{shown}') from None
+    except ValueError:
+        # urlsplit's own message may quote a piece of the password.
+        raise ConfigurationError(f'{name} is not a valid Redis URL (bad port, '
+                                 f'host or characters): {shown}') from None
     if parts.scheme not in _SCHEMES:
         raise ConfigurationError(
             f'{name} must start with redis://, rediss:// or unix://, got '
