@@ -259,3 +259,84 @@ clean:
 
 distclean: clean
 	rm -rf $(VENV)
+
+# ---- fuzzing (tests/fuzz/README.md) ----------------------------------------
+#
+#   make fuzz         every fuzz target FUZZ_SECONDS seconds on its corpus
+#
+# Builds the libFuzzer targets (clang, ASan + UBSan) into build/fuzz/, runs
+# each target of FUZZ_TARGETS (oid, key: C; url, unpack: atheris) on
+# tests/fuzz/corpus/<target>/, then minimises that corpus with what the run
+# found (-merge=1 onto the hand-made seed-* and repro-* files, which stay).
+# A crash fails the target, after all of them ran; its input is in
+# build/fuzz/artifacts/ and its log in build/fuzz/.
+# FUZZ_OPTIONS passes libFuzzer options: make fuzz FUZZ_OPTIONS=-jobs=2.
+# Not part of `make test`: tests/test_fuzz_corpus.py replays the corpora.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= oid key url unpack
+FUZZ_OPTIONS ?=
+FUZZ_CC ?= clang
+FUZZ_DIR := build/fuzz
+FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined \
+    -fno-sanitize-recover=undefined -Wall -Wextra -Icsrc
+
+.PHONY: fuzz
+
+fuzz: deps native
+	@mkdir -p $(FUZZ_DIR)/artifacts
+	@printf 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n)\n{ (void)d; (void)n; return 0; }\n' \
+	    > build/fuzz-probe.c
+	@$(FUZZ_CC) -fsanitize=fuzzer build/fuzz-probe.c -o build/fuzz-probe 2>/dev/null \
+	    || { $(call apt_install, clang); }
+	@rm -f build/fuzz-probe build/fuzz-probe.c
+	@$(VPY) -c 'import atheris' 2>/dev/null \
+	    || $(VPY) -m pip install --quiet atheris
+	@pyinc=$$($(VPY) -c 'import sysconfig; print(sysconfig.get_paths()["include"])'); \
+	pylib=$$($(VPY) -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))'); \
+	pyver=$$($(VPY) -c 'import sysconfig; print(sysconfig.get_config_var("LDVERSION"))'); \
+	pyhome=$$($(VPY) -c 'import sys; print(sys.base_prefix)'); \
+	for t in oid key; do \
+	    echo "  $(FUZZ_CC) -fsanitize=fuzzer,address,undefined -> $(FUZZ_DIR)/$${t}_fuzzer"; \
+	    $(FUZZ_CC) $(FUZZ_CFLAGS) -I"$$pyinc" \
+	        -DALKEY_FUZZ_PYTHON_HOME="\"$$pyhome\"" \
+	        tests/fuzz/$${t}_fuzzer.c csrc/keys.c \
+	        -L"$$pylib" -lpython$$pyver -Wl,-rpath,"$$pylib" \
+	        $$(pkg-config --libs libcrypto 2>/dev/null || echo -lcrypto) \
+	        -o $(FUZZ_DIR)/$${t}_fuzzer; \
+	done
+	@status=0; \
+	for t in $(FUZZ_TARGETS); do \
+	    case $$t in \
+	        oid|key) run="$(FUZZ_DIR)/$${t}_fuzzer" ;; \
+	        url|unpack) run="$(VPY) tests/fuzz/py_fuzzer.py $$t" ;; \
+	        *) echo "make: no fuzz target $$t" >&2; exit 2 ;; \
+	    esac; \
+	    corpus=tests/fuzz/corpus/$$t; new=$(FUZZ_DIR)/new-$$t; \
+	    log=$(FUZZ_DIR)/$$t.log; \
+	    rm -rf $$new; mkdir -p $$new $$corpus; \
+	    echo "make: fuzzing $$t for $(FUZZ_SECONDS) s (log: $$log)"; \
+	    if ASAN_OPTIONS=detect_leaks=1 \
+	        UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	        $$run -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 \
+	            -rss_limit_mb=4096 -print_final_stats=1 \
+	            -artifact_prefix=$(FUZZ_DIR)/artifacts/$$t- $(FUZZ_OPTIONS) \
+	            $$new $$corpus > $$log 2>&1; then \
+	        grep -a -E '^#[0-9]+[[:space:]]+DONE' $$log | tail -n 1 || true; \
+	        min=$(FUZZ_DIR)/min-$$t; rm -rf $$min; mkdir -p $$min; \
+	        cp $$corpus/seed-* $$corpus/repro-* $$min/ 2>/dev/null || true; \
+	        if $$run -merge=1 -max_len=4096 $$min $$corpus $$new \
+	                >> $$log 2>&1; then \
+	            rm -rf $$corpus; mv $$min $$corpus; \
+	            echo "make: $$t corpus: $$(ls $$corpus | wc -l) files," \
+	                "$$(cat $$corpus/* | wc -c) bytes"; \
+	        else \
+	            echo "make: merging $$t failed (see $$log)" >&2; status=1; \
+	        fi; \
+	        rm -rf $$new; \
+	    else \
+	        status=1; \
+	        echo "make: fuzz target $$t failed:" >&2; \
+	        tail -n 40 $$log >&2; \
+	    fi; \
+	done; \
+	exit $$status
