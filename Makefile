@@ -324,7 +324,9 @@ fuzz: deps native
 	        grep -a -E '^#[0-9]+[[:space:]]+DONE' $$log | tail -n 1 || true; \
 	        min=$(FUZZ_DIR)/min-$$t; rm -rf $$min; mkdir -p $$min; \
 	        cp $$corpus/seed-* $$corpus/repro-* $$min/ 2>/dev/null || true; \
-	        if $$run -merge=1 -max_len=4096 $$min $$corpus $$new \
+	        if $$run -merge=1 -max_len=4096 \
+	                -artifact_prefix=$(FUZZ_DIR)/artifacts/$$t-merge- \
+	                $$min $$corpus $$new \
 	                >> $$log 2>&1; then \
 	            rm -rf $$corpus; mv $$min $$corpus; \
 	            echo "make: $$t corpus: $$(ls $$corpus | wc -l) files," \

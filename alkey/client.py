@@ -19,6 +19,7 @@ the environment.
 from __future__ import annotations
 
 import os
+import re
 import threading
 from typing import Any, Mapping
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -46,16 +47,17 @@ _FLOAT_OPTIONS = ('socket_timeout', 'socket_connect_timeout')
 _TLS_OPTIONS = ('ssl_ca_certs', 'ssl_certfile', 'ssl_keyfile')
 
 
+_SCHEME_PREFIX = re.compile(r'^[A-Za-z][A-Za-z0-9+.-]*://')
+
+
 def _redact(url: str) -> str:
-    """``url`` for error messages: everything between ``scheme://`` and the
-    last ``@`` (user and password, whatever characters they hold) becomes
-    ``***``.  Done on the text, not on a parse: a password holding ``/``,
-    ``?`` or ``#`` would end the parsed host part before the ``@``."""
-    scheme, sep, rest = url.partition('://')
-    if sep and '@' in rest:
-        return f'{scheme}://***@{rest.rsplit("@", 1)[1]}'
-    if not sep and '@' in url:
-        return '***@' + url.rsplit('@', 1)[1]
+    """``url`` as error messages show it: whole when it cannot hold a
+    secret, otherwise only its scheme.  Deliberately not a parse: a password
+    may hold any character (``/``, ``?``, ``#``, ``@``, escapes) that would
+    fool one, and a ``password=`` option may be spelt with escapes."""
+    if '@' in url or '%' in url or 'password' in url.lower():
+        match = _SCHEME_PREFIX.match(url)
+        return f'{match.group(0) if match else ""}... (not shown: it may hold a password)'
     return url
 
 
@@ -92,8 +94,9 @@ def parse_url(url: str, name: str = 'REDIS_URL') -> dict[str, Any]:
     ``rediss://`` for TLS and ``unix://[[user]:password@]/path?db=N``.
     """
     if not isinstance(url, str) or not url.strip():
+        got = repr(url) if isinstance(url, str) else f'a {type(url).__name__}'
         raise ConfigurationError(f'{name} must be a Redis URL such as '
-                                 f'redis://localhost:6379/0, got {url!r}')
+                                 f'redis://localhost:6379/0, got {got}')
     url = url.strip()
     shown = _redact(url)
     try:
