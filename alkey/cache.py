@@ -16,11 +16,10 @@ fresh tokens that are stored nowhere: a cache miss, never a stale hit.
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from typing import Any, Callable, Sequence
 
 from . import _native
+from ._log import RateLimitedWarning
 from ._native import Client
 from .client import get_redis_client
 from .constants import MAX_CACHE_DURATION, TOKEN_NAMESPACE
@@ -40,30 +39,15 @@ logger = logging.getLogger('alkey')
 WARNING_INTERVAL = 10.0
 
 
-class _FailureLog:
+class _FailureLog(RateLimitedWarning):
     """Rate-limited warnings for Redis failures the caller never sees."""
 
-    def __init__(self, interval: float = WARNING_INTERVAL) -> None:
-        self.interval = interval
-        self._lock = threading.Lock()
-        self._last = float('-inf')
-        self._suppressed = 0
-
     def __call__(self, exc: BaseException) -> None:
-        now = time.monotonic()
-        with self._lock:
-            if now - self._last < self.interval:
-                self._suppressed += 1
-                return
-            suppressed, self._suppressed = self._suppressed, 0
-            self._last = now
-        more = f' ({suppressed} more since the last warning)' if suppressed else ''
-        logger.warning('Redis failed, serving fresh cache keys (misses) until '
-                       'it answers again: %s: %s%s',
-                       type(exc).__name__, exc, more)
+        self.warn('Redis failed, serving fresh cache keys (misses) until it '
+                  'answers again: %s: %s', type(exc).__name__, exc)
 
 
-_log_failure = _FailureLog()
+_log_failure = _FailureLog(WARNING_INTERVAL)
 _native._set_hooks(resolve_identity, _log_failure)
 
 

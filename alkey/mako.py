@@ -36,12 +36,11 @@ goes to the ``alkey`` logger at most every 10 seconds.
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from typing import Any, Callable
 
 from mako.cache import CacheImpl, register_plugin
 
+from ._log import RateLimitedWarning
 from .client import get_redis_client
 from .constants import MAX_CACHE_DURATION
 
@@ -64,30 +63,16 @@ DEFAULT_PREFIX = 'alkey.mako'
 WARNING_INTERVAL = 10.0
 
 
-class _FailureLog:
+class _FailureLog(RateLimitedWarning):
     """Rate-limited warnings about fragments Redis could not read or store
     (the page is rendered all the same, so nobody else sees the failure)."""
 
-    def __init__(self, interval: float = WARNING_INTERVAL) -> None:
-        self.interval = interval
-        self._lock = threading.Lock()
-        self._last = float('-inf')
-        self._suppressed = 0
-
     def __call__(self, action: str, exc: BaseException) -> None:
-        now = time.monotonic()
-        with self._lock:
-            if now - self._last < self.interval:
-                self._suppressed += 1
-                return
-            suppressed, self._suppressed = self._suppressed, 0
-            self._last = now
-        more = f' ({suppressed} more since the last warning)' if suppressed else ''
-        logger.warning('Redis failed to %s a Mako fragment, rendering without '
-                       'the cache: %s: %s%s', action, type(exc).__name__, exc, more)
+        self.warn('Redis failed to %s a Mako fragment, rendering without the '
+                  'cache: %s: %s', action, type(exc).__name__, exc)
 
 
-_log_failure = _FailureLog()
+_log_failure = _FailureLog(WARNING_INTERVAL)
 
 
 def _expire(kw: dict[str, Any]) -> int:
