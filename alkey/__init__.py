@@ -19,7 +19,6 @@ from ._native import (
     ReplyError,
     TimeoutError,
 )
-
 from .events import bind, invalidate
 
 #: The original package's name for :func:`alkey.events.bind`.

@@ -31,7 +31,7 @@ from typing import Any, Callable, Hashable
 from . import _native
 from .constants import GLOBAL_WRITE_TOKEN
 
-__all__ = ['LIMIT', 'RETRY_INTERVAL', 'add', 'count', 'deliver', 'schedule', 'take']
+__all__ = ['LIMIT', 'RETRY_INTERVAL', 'add', 'clear', 'count', 'deliver', 'schedule', 'take']
 
 logger = logging.getLogger('alkey')
 
@@ -117,6 +117,15 @@ def _due() -> None:
             sender(oids)
         except Exception:  # noqa: BLE001 -- kept pending instead
             add(key, sender, oids)
+
+
+def clear() -> None:
+    """Forget everything pending and scheduled (tests; an operator who has
+    invalidated everything by hand)."""
+    with _lock:
+        _by_binding.clear()
+        _scheduled.clear()
+        _rebuild()
 
 
 def count() -> int:

@@ -582,7 +582,11 @@ def _targets(target: Any) -> Iterator[Any]:
     """What to listen on for a session class, maker, scoped session,
     instance or their async forms."""
     try:
-        from sqlalchemy.ext.asyncio import AsyncSession, async_scoped_session, async_sessionmaker
+        from sqlalchemy.ext.asyncio import (
+            AsyncSession,
+            async_scoped_session,
+            async_sessionmaker,
+        )
     except ImportError:  # pragma: no cover - asyncio extras missing
         AsyncSession = async_sessionmaker = async_scoped_session = ()  # type: ignore
     if isinstance(target, type) and issubclass(target, Session):

@@ -539,7 +539,14 @@ def seeded(Maker: Any) -> None:
     import uuid
 
     from tests.models import (
-        Document, Dog, Engineer, Group, Membership, Order, Tag, User,
+        Document,
+        Dog,
+        Engineer,
+        Group,
+        Membership,
+        Order,
+        Tag,
+        User,
     )
 
     with Maker() as s:
@@ -555,3 +562,11 @@ def seeded(Maker: Any) -> None:
             Group(id=40),
         ])
         s.commit()
+
+
+@pytest.fixture(autouse=True)
+def no_pending_invalidations() -> Iterator[None]:
+    """No test inherits another's undelivered invalidations."""
+    yield
+    if 'alkey._pending' in sys.modules:
+        sys.modules['alkey._pending'].clear()

@@ -148,8 +148,8 @@ def test_values_alone_need_no_redis(server, kg):
 
 
 def test_unreachable_redis_gives_never_seen_keys_and_one_warning(caplog):
-    from tests.conftest import free_port
     from alkey import cache
+    from tests.conftest import free_port
     cache._log_failure._last = float('-inf')
     dead = CacheKeyGenerator(alkey.Client(host='127.0.0.1', port=free_port()))
     with caplog.at_level(logging.WARNING, logger='alkey'):

@@ -6,20 +6,17 @@ import gc
 import importlib.util
 import itertools
 import os
-import subprocess
-import sys
 import textwrap
-import threading
-import time
 
 import pytest
 
 import alkey
 from alkey import _native
+from alkey._native import ChangeSet
 from alkey.cache import get_token, get_token_key
 from alkey.client import parse_url
 from alkey.constants import TOKEN_NAMESPACE
-from alkey._native import ChangeSet
+from tests.support import other_threads_run_while, rss_growth
 
 NOT_AN_IDENTIFIER = "is not an alkey identifier such as 'alkey:users#1'"
 
@@ -424,27 +421,10 @@ def test_invalidate_tokens_releases_the_gil(redis_server_clean):
     client = client_of(redis_server_clean, '?socket_timeout=0.5')
     assert client.ping()
     redis_server_clean.pause()
-    done = threading.Event()
-    errors = []
-
-    def blocked():
-        try:
-            _native.invalidate_tokens(client, ['alkey:users#1'], 'ns', 60)
-        except alkey.TimeoutError as exc:
-            errors.append(exc)
-        done.set()
-
-    try:
-        thread = threading.Thread(target=blocked)
-        thread.start()
-        time.sleep(0.05)
-        spins = 0
-        while not done.is_set():
-            spins += 1
-        thread.join()
-    finally:
-        redis_server_clean.resume()
-    assert errors and spins > 10000
+    raised, spins = other_threads_run_while(
+        lambda: _native.invalidate_tokens(client, ['alkey:users#1'], 'ns', 60),
+        redis_server_clean.resume)
+    assert [type(e) for e in raised] == [alkey.TimeoutError] and spins > 10000
 
 
 # --------------------------------------------------------------------------
@@ -517,10 +497,5 @@ LEAK_CHECK = textwrap.dedent('''
                     reason='ASan keeps freed memory in quarantine: RSS says nothing')
 def test_no_memory_growth_over_many_add_and_rollback_cycles(redis_server_clean, tmp_path):
     from tests.conftest import free_port
-    script = tmp_path / 'leak.py'
-    script.write_text(LEAK_CHECK)
-    out = subprocess.run(
-        [sys.executable, str(script), redis_server_clean.url, str(free_port())],
-        capture_output=True, text=True, timeout=600, check=True)
-    grown = int(out.stdout.strip().splitlines()[-1])
+    grown = rss_growth(LEAK_CHECK, tmp_path, redis_server_clean.url, free_port())
     assert grown < 1024 * 1024, f'RSS grew by {grown} bytes over 100000 cycles'

@@ -15,6 +15,7 @@ import redis as redispy
 import alkey
 from alkey import _native
 from alkey.client import GetRedisClient, get_redis_client, get_redis_config, parse_url
+from tests.support import other_threads_run_while
 
 
 def port_of(server) -> int:
@@ -242,27 +243,8 @@ def test_network_io_releases_the_gil(server):
     c = alkey.Client(host='127.0.0.1', port=port_of(server), socket_timeout=0.5)
     assert c.ping()
     server.pause()
-    done = threading.Event()
-    errors = []
-
-    def blocked():
-        try:
-            c.get('k')
-        except alkey.TimeoutError as exc:
-            errors.append(exc)
-        done.set()
-
-    try:
-        thread = threading.Thread(target=blocked)
-        thread.start()
-        time.sleep(0.05)
-        spins = 0
-        while not done.is_set():
-            spins += 1
-        thread.join()
-    finally:
-        server.resume()
-    assert errors and spins > 10000
+    raised, spins = other_threads_run_while(lambda: c.get('k'), server.resume)
+    assert [type(e) for e in raised] == [alkey.TimeoutError] and spins > 10000
 
 
 def test_reconnects_after_the_server_restarts(server, client):

@@ -32,13 +32,6 @@ THREADS = 16
 CALLS = 10_000
 
 
-@pytest.fixture(autouse=True)
-def no_pending_left():
-    yield
-    with _pending._lock:
-        _pending._by_binding.clear()
-        _pending._rebuild()
-
 
 def sqlite_engine(path, **options):
     """A SQLite file whose writers queue up (BEGIN IMMEDIATE, a long busy

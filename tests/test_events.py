@@ -17,12 +17,11 @@ from sqlalchemy.orm import scoped_session, sessionmaker
 import alkey
 from alkey import events
 from alkey.constants import GLOBAL_WRITE_TOKEN
-from tests.support import Watch
 from tests.models import (
     Animal,
     Base,
-    Dog,
     Document,
+    Dog,
     Employee,
     Engineer,
     Group,
@@ -32,7 +31,7 @@ from tests.models import (
     Tag,
     User,
 )
-
+from tests.support import Watch
 
 ALL = ('alkey:users#1', 'alkey:users#2', 'alkey:users#3', 'alkey:users#*',
        'alkey:orders#10', 'alkey:orders#*', GLOBAL_WRITE_TOKEN)

@@ -12,14 +12,6 @@ from tests.models import User
 from tests.support import Watch
 
 
-@pytest.fixture(autouse=True)
-def no_pending_left():
-    yield
-    with _pending._lock:
-        _pending._by_binding.clear()
-        _pending._rebuild()
-
-
 def wait_delivered(timeout=3.0):
     deadline = time.monotonic() + timeout
     while _pending.count() and time.monotonic() < deadline:

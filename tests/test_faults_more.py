@@ -39,13 +39,6 @@ CONNECT_TIMEOUT = 0.2
 SLACK = 3
 
 
-@pytest.fixture(autouse=True)
-def no_pending_left():
-    yield
-    with _pending._lock:
-        _pending._by_binding.clear()
-        _pending._rebuild()
-
 
 @pytest.fixture
 def warnings_now(monkeypatch):

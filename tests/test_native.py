@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -13,6 +11,7 @@ import pytest
 import alkey
 from alkey import _native
 from alkey.client import parse_url
+from tests.support import rss_growth
 
 
 def test_each_module_instance_has_its_own_state(redis_server_clean):
@@ -130,12 +129,7 @@ LEAK_CHECK = textwrap.dedent('''
                     reason='ASan keeps freed memory in quarantine: RSS says nothing')
 def test_no_memory_growth_over_many_calls(redis_server_clean, tmp_path):
     from tests.conftest import free_port
-    script = tmp_path / 'leak.py'
-    script.write_text(LEAK_CHECK)
-    out = subprocess.run(
-        [sys.executable, str(script), redis_server_clean.url, str(free_port())],
-        capture_output=True, text=True, timeout=600, check=True)
-    grown = int(out.stdout.strip().splitlines()[-1])
+    grown = rss_growth(LEAK_CHECK, tmp_path, redis_server_clean.url, free_port())
     assert grown < 1024 * 1024, f'RSS grew by {grown} bytes over 20000 rounds'
 
 

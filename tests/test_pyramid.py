@@ -19,7 +19,12 @@ from types import SimpleNamespace
 import pytest
 import transaction
 from sqlalchemy import String, create_engine, select
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, scoped_session, sessionmaker
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    mapped_column,
+    sessionmaker,
+)
 
 with warnings.catch_warnings():
     # Pyramid imports pkg_resources and WebOb imports cgi, both deprecated.
