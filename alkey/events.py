@@ -227,11 +227,13 @@ def _record_instance(session: Session, obj: Any, out: dict[str, None],
     if state.identity is not None:
         out[get_object_id(obj)] = None
     if not deleted:
-        pk = mapper.primary_key_from_instance(obj)
-        if all(v is not None for v in pk):
-            oid = _parent_oid(mapper, tuple(pk))
+        pk = tuple(mapper.primary_key_from_instance(obj))
+        # A new row, or a primary key changed by this flush: its new key
+        # too.  (Otherwise it is the identity's, recorded just above.)
+        if pk != state.identity and all(v is not None for v in pk):
+            oid = _parent_oid(mapper, pk)
             if oid:
-                out[oid] = None  # the new key, if it changed or is new
+                out[oid] = None
     for table in mapper.tables:
         out[get_table_id(table)] = None
     _record_parents(state, mapper, out)
