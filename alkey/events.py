@@ -22,13 +22,15 @@ import weakref
 from typing import Any, Callable, Iterable, Iterator
 
 from sqlalchemy import event, inspect
-from sqlalchemy.orm import Mapper, Session, scoped_session, sessionmaker
+from sqlalchemy.orm import InstanceState, Mapper, Session, scoped_session, sessionmaker
+from sqlalchemy.orm.attributes import instance_state
+from sqlalchemy.orm.base import NO_CHANGE, PASSIVE_NO_INITIALIZE
 from sqlalchemy.orm.interfaces import MANYTOONE, ONETOMANY
 
 from . import _dml, _native, _pending
 from .client import get_redis_client
 from .constants import GLOBAL_WRITE_TOKEN, MAX_CACHE_DURATION, TOKEN_NAMESPACE
-from .utils import _format_pk, get_object_id, get_table_id
+from .utils import _format_pk, _table_info, get_object_id, get_table_id
 
 __all__ = [
     'bind',
@@ -99,6 +101,7 @@ _parents_cache: 'weakref.WeakKeyDictionary[Mapper[Any], list[Any]]' = weakref.We
 @event.listens_for(Mapper, 'after_configured')
 def _forget_parent_links() -> None:
     _parents_cache.clear()
+    _plans.clear()
     _dml.tables.reset()
 
 
@@ -147,72 +150,128 @@ def _parent_links(mapper: Mapper[Any]) -> list[tuple[Mapper[Any], list[Any], boo
     return links
 
 
-def _values(state: Any, key: str) -> tuple[list[Any], list[Any]]:
-    """(current values, old values) of an attribute, without loading it."""
-    history = state.attrs[key].history
-    current = list(history.added) + list(history.unchanged)
-    return current, list(history.deleted)
+class _Plan:
+    """What a flush records for a row of one mapper, worked out once: the
+    row's identifier prefix, its tables' identifiers, the attributes that
+    hold its primary key, point to parent rows or are collections."""
+
+    __slots__ = ('prefix', 'tables', 'pk_keys', 'links', 'm2o', 'm2m', 'collections')
+
+    def __init__(self, mapper: Mapper[Any]) -> None:
+        self.prefix = _table_info(mapper).prefix         # 'alkey:<table>#'
+        self.tables = dict.fromkeys(get_table_id(t) for t in mapper.tables)
+        self.pk_keys = tuple(mapper.get_property_by_column(c).key
+                             for c in mapper.primary_key)
+        # (parent row prefix, child attribute keys) or (table token, None).
+        self.links: list[tuple[str, tuple[str, ...] | None]] = [
+            (_table_info(parent).prefix, tuple(k for k, _ in pairs)) if whole
+            else (get_table_id(parent), None)
+            for parent, pairs, whole in _parent_links(mapper)]
+        self.m2o = tuple(rel.key for rel in mapper.relationships
+                         if rel.direction is MANYTOONE)
+        self.m2m = tuple((rel.key, get_table_id(rel.secondary))
+                         for rel in mapper.relationships if rel.secondary is not None)
+        self.collections = frozenset(
+            attr.key for attr in mapper.class_manager.attributes
+            if hasattr(attr.impl, 'get_collection'))
 
 
-def _parent_oid(parent_mapper: Mapper[Any], values: tuple[Any, ...]) -> str | None:
+# Mapper -> its _Plan; emptied when mappers are (re)configured.
+_plans: 'weakref.WeakKeyDictionary[Mapper[Any], _Plan]' = weakref.WeakKeyDictionary()
+
+
+def _plan(mapper: Mapper[Any]) -> _Plan:
+    plan = _plans.get(mapper)
+    if plan is None:
+        plan = _plans[mapper] = _Plan(mapper)
+    return plan
+
+
+def _row_oid(prefix: str, values: tuple[Any, ...]) -> str | None:
+    if len(values) == 1 and type(values[0]) is int:  # the usual key
+        return prefix + int.__repr__(values[0])
     if any(v is None for v in values):
         return None
-    table = parent_mapper.base_mapper.local_table
-    prefix = get_table_id(table)[:-1]  # 'alkey:<table>#'
     return prefix + _format_pk(values)
 
 
-def _record_parents(state: Any, mapper: Mapper[Any], out: dict[str, None]) -> None:
-    for parent_mapper, pairs, whole in _parent_links(mapper):
-        if not whole:
-            out[get_table_id(parent_mapper)] = None
+# Only an attribute with an entry in committed_state can have a change
+# (SQLAlchemy's History.from_scalar_attribute and from_object_attribute
+# report anything else as unchanged), so the recorder asks for the history
+# of those alone: the answers are those of session.is_modified() and
+# state.attrs[key].history, for a fraction of the calls.
+
+def _modified(state: InstanceState[Any], plan: _Plan) -> bool:
+    """session.is_modified(obj, include_collections=False), from the
+    attributes this flush can have changed."""
+    dict_ = state.dict
+    manager = state.manager
+    for key in state.committed_state:
+        if key in plan.collections:
             continue
-        news: list[Any] = []
-        olds: list[Any] = []
-        known = True
-        for key, _col in pairs:
-            current, old = _values(state, key)
-            if not current and not old:
-                known = False
-                break
-            news.append(current[0] if current else _MISSING)
-            olds.append(old[0] if old else _MISSING)
-        if not known:
+        added, _, deleted = manager[key].impl.get_history(state, dict_, NO_CHANGE)
+        if added or deleted:
+            return True
+    return False
+
+
+def _value(state: InstanceState[Any], key: str) -> tuple[Any, Any]:
+    """(current value, old value) of an attribute, without loading it;
+    _MISSING where there is none."""
+    if key in state.committed_state:
+        history = state.get_history(key, PASSIVE_NO_INITIALIZE)
+        current = history.added or history.unchanged
+        return (current[0] if current else _MISSING,
+                history.deleted[0] if history.deleted else _MISSING)
+    return state.dict.get(key, _MISSING), _MISSING
+
+
+def _record_parents(state: InstanceState[Any], plan: _Plan, out: dict[str, None]) -> None:
+    for target, keys in plan.links:
+        if keys is None:
+            out[target] = None  # an FK to a parent's non-key column
             continue
-        new = tuple(v for v in news)
-        if _MISSING not in new:
-            oid = _parent_oid(parent_mapper, new)
-            if oid:
-                out[oid] = None
-        if any(v is not _MISSING for v in olds):
-            old_values = tuple(o if o is not _MISSING else n
-                               for o, n in zip(olds, news))
-            if _MISSING not in old_values:
-                oid = _parent_oid(parent_mapper, old_values)
+        news = []
+        olds = []
+        for key in keys:
+            new, old = _value(state, key)
+            if new is _MISSING and old is _MISSING:
+                break  # not loaded: unknown
+            news.append(new)
+            olds.append(old)
+        else:
+            if _MISSING not in news:
+                oid = _row_oid(target, tuple(news))
                 if oid:
                     out[oid] = None
+            if any(o is not _MISSING for o in olds):
+                old_values = tuple(o if o is not _MISSING else n
+                                   for o, n in zip(olds, news))
+                if _MISSING not in old_values:
+                    oid = _row_oid(target, old_values)
+                    if oid:
+                        out[oid] = None
     # Parents named by many-to-one relationship history (the objects).
-    for rel in mapper.relationships:
-        if rel.direction is not MANYTOONE:
+    committed = state.committed_state
+    for key in plan.m2o:
+        if key not in committed:
             continue
-        history = state.attrs[rel.key].history
-        for obj in list(history.deleted) + list(history.added):
+        history = state.get_history(key, PASSIVE_NO_INITIALIZE)
+        for obj in (*history.deleted, *history.added):
             if obj is not None:
                 oid = get_object_id(obj)
                 if isinstance(oid, str):
                     out[oid] = None
 
 
-def _record_secondaries(state: Any, mapper: Mapper[Any], out: dict[str, None]) -> None:
+def _record_secondaries(state: InstanceState[Any], plan: _Plan, out: dict[str, None]) -> None:
     """Many-to-many collection changes: both ends and the association table."""
-    for rel in mapper.relationships:
-        if rel.secondary is None:
-            continue
-        history = state.attrs[rel.key].history
-        changed = list(history.added) + list(history.deleted)
+    for key, secondary in plan.m2m:
+        history = state.get_history(key, PASSIVE_NO_INITIALIZE)
+        changed = (*history.added, *history.deleted)
         if not changed:
             continue
-        out[get_table_id(rel.secondary)] = None
+        out[secondary] = None
         out[get_object_id(state.obj())] = None
         for obj in changed:
             oid = get_object_id(obj)
@@ -220,23 +279,22 @@ def _record_secondaries(state: Any, mapper: Mapper[Any], out: dict[str, None]) -
                 out[oid] = None
 
 
-def _record_instance(session: Session, obj: Any, out: dict[str, None],
-                     deleted: bool = False) -> None:
-    state = inspect(obj)
-    mapper = state.mapper
-    if state.identity is not None:
-        out[get_object_id(obj)] = None
+def _record_row(state: InstanceState[Any], plan: _Plan, out: dict[str, None],
+                deleted: bool = False) -> None:
+    key = state.key
+    if key is not None:
+        out[_row_oid(plan.prefix, key[1]) or plan.prefix + '*'] = None
     if not deleted:
-        pk = tuple(mapper.primary_key_from_instance(obj))
         # A new row, or a primary key changed by this flush: its new key
         # too.  (Otherwise it is the identity's, recorded just above.)
-        if pk != state.identity and all(v is not None for v in pk):
-            oid = _parent_oid(mapper, pk)
+        dict_ = state.dict
+        pk = tuple(dict_.get(k) for k in plan.pk_keys)
+        if key is None or pk != key[1]:
+            oid = _row_oid(plan.prefix, pk)
             if oid:
                 out[oid] = None
-    for table in mapper.tables:
-        out[get_table_id(table)] = None
-    _record_parents(state, mapper, out)
+    out.update(plan.tables)
+    _record_parents(state, plan, out)
 
 
 def _flushed(session: Session) -> dict[str, None]:
@@ -244,14 +302,18 @@ def _flushed(session: Session) -> dict[str, None]:
     session's lists and the attribute histories still show the flush)."""
     out: dict[str, None] = {}
     for obj in session.new:
-        _record_instance(session, obj, out)
+        state = instance_state(obj)
+        _record_row(state, _plan(state.mapper), out)
     for obj in session.deleted:
-        _record_instance(session, obj, out, deleted=True)
+        state = instance_state(obj)
+        _record_row(state, _plan(state.mapper), out, deleted=True)
     for obj in session.dirty:
-        state = inspect(obj)
-        if session.is_modified(obj, include_collections=False):
-            _record_instance(session, obj, out)
-        _record_secondaries(state, state.mapper, out)
+        state = instance_state(obj)
+        plan = _plan(state.mapper)
+        if _modified(state, plan):
+            _record_row(state, plan, out)
+        if plan.m2m:
+            _record_secondaries(state, plan, out)
     if out:
         out[GLOBAL_WRITE_TOKEN] = None
     return out
