@@ -31,7 +31,8 @@ from typing import Any, Callable, Hashable
 from . import _native
 from .constants import GLOBAL_WRITE_TOKEN
 
-__all__ = ['LIMIT', 'RETRY_INTERVAL', 'add', 'clear', 'count', 'deliver', 'schedule', 'take']
+__all__ = ['LIMIT', 'RETRY_INTERVAL', 'add', 'clear', 'count', 'deliver', 'schedule', 'take',
+           'waiting']
 
 logger = logging.getLogger('alkey')
 
@@ -126,6 +127,12 @@ def clear() -> None:
         _by_binding.clear()
         _scheduled.clear()
         _rebuild()
+
+
+def waiting() -> bool:
+    """Whether any binding has something pending (read without the lock:
+    a commit that misses what is added meanwhile leaves it to the retry)."""
+    return bool(_by_binding)
 
 
 def count() -> int:

@@ -11,7 +11,10 @@ session's flushes and transactions:
 - a SAVEPOINT that rolls back forgets what was recorded since it began; one
   that is released hands its records to its parent;
 - the outermost commit replaces all the recorded tokens in one pipeline (one
-  round trip) after the database has committed; a rollback forgets them.
+  round trip) after the database has committed; a rollback forgets them;
+- with ``write_ahead=True``, an intent naming them is written to Redis just
+  before the database commits, removed by that pipeline, and swept by other
+  processes if this one dies in between (see alkey._intents).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.orm.base import NO_CHANGE, PASSIVE_NO_INITIALIZE
 from sqlalchemy.orm.interfaces import MANYTOONE, ONETOMANY
 
-from . import _dml, _native, _pending
+from . import _dml, _intents, _native, _pending
 from .client import get_redis_client
 from .constants import GLOBAL_WRITE_TOKEN, MAX_CACHE_DURATION, TOKEN_NAMESPACE
 from .utils import _format_pk, _table_info, get_object_id, get_table_id
@@ -48,7 +51,8 @@ _STATE = '_alkey_changes'
 class _SessionChanges:
     """What one session has changed in its current transaction."""
 
-    __slots__ = ('changes', 'marks', 'released', 'flushing', 'connections')
+    __slots__ = ('changes', 'marks', 'released', 'flushing', 'connections',
+                 'binding', 'intent')
 
     def __init__(self) -> None:
         self.changes = _native.ChangeSet()
@@ -56,6 +60,8 @@ class _SessionChanges:
         self.released: set[int] = set()    # SAVEPOINTs committed, not yet ended
         self.flushing = False              # the unit of work's own statements
         self.connections: list[Any] = []   # connections this transaction uses
+        self.binding: _Binding | None = None  # who delivers (set at begin)
+        self.intent: str | None = None     # the write-ahead intent written
 
 
 def changes_of(session: Any, create: bool = False) -> Any:
@@ -75,16 +81,18 @@ def changes_of(session: Any, create: bool = False) -> Any:
 
 
 def send(redis_client: Any, oids: list[str], namespace: str = TOKEN_NAMESPACE,
-         duration: int = MAX_CACHE_DURATION) -> int:
+         duration: int = MAX_CACHE_DURATION, extra: list[tuple[Any, ...]] | None = None) -> int:
     """Replace the tokens of ``oids`` in one round trip; returns how many.
-    Raises when Redis fails."""
+    ``extra`` commands go in the same pipeline.  Raises when Redis fails."""
     if not oids:
         return 0
     if isinstance(redis_client, _native.Client):
-        return _native.invalidate_tokens(redis_client, oids, namespace, duration)
+        return _native.invalidate_tokens(redis_client, oids, namespace, duration, extra)
     pipe = redis_client.pipeline(transaction=False)
     for oid in oids:
         pipe.set(f'{namespace}:{oid}', _native.random_token(), ex=duration)
+    for command in extra or ():
+        pipe.execute_command(*command)
     pipe.execute()
     return len(oids)
 
@@ -338,11 +346,15 @@ class _Binding:
     """The listeners of one ``bind()`` call and where they send."""
 
     def __init__(self, redis_client: Any = None, namespace: str | None = None,
-                 duration: int | None = None, settle_delay: float | None = None) -> None:
+                 duration: int | None = None, settle_delay: float | None = None,
+                 write_ahead: bool = False) -> None:
         if settle_delay is not None and not settle_delay > 0:
             raise ValueError(f'settle_delay must be a number of seconds above 0, '
                              f'got {settle_delay!r}')
+        if not isinstance(write_ahead, bool):
+            raise TypeError(f'write_ahead must be True or False, got {write_ahead!r}')
         self.settle_delay = settle_delay
+        self.write_ahead = write_ahead
         self.redis_client = redis_client
         self.namespace = namespace or TOKEN_NAMESPACE
         self.duration = int(duration or MAX_CACHE_DURATION)
@@ -382,7 +394,9 @@ class _Binding:
         # or session.connection()).
         _install_engine_listeners()
         _owners[connection] = weakref.ref(session)
-        self.state(session).connections.append(connection)
+        state = self.state(session)
+        state.connections.append(connection)
+        state.binding = self
 
     def after_transaction_create(self, session: Session, transaction: Any) -> None:
         if transaction.nested:
@@ -413,19 +427,42 @@ class _Binding:
             return
         oids = state.changes.oids()
         state.changes.clear()
-        self.deliver(oids, 'a commit')
+        intent, state.intent = state.intent, None
+        self.deliver(oids, 'a commit',
+                     [_intents.removal(self.namespace, intent)] if intent else None)
 
     def sender(self, oids: list[str]) -> Any:
         return send(self.client(), oids, self.namespace, self.duration)
 
-    def deliver(self, oids: list[str], what: str) -> None:
+    def write_intent(self, oids: list[str]) -> str | None:
+        """Before a database commit: the write-ahead intent naming
+        ``oids``, written to Redis (None when this binding writes none or
+        Redis fails: the commit goes on, its delivery unprotected)."""
+        if not self.write_ahead or not oids:
+            return None
+        intent = _intents.member(oids)
+        try:
+            _intents.write(self.client(), self.namespace, intent)
+        except Exception as exc:  # noqa: BLE001 -- commit() must not raise
+            logger.warning('could not write the alkey write-ahead intent of %d '
+                           'identifiers before a commit: %s: %s', len(oids),
+                           type(exc).__name__, exc)
+            return None
+        return intent
+
+    def deliver(self, oids: list[str], what: str,
+                extra: list[tuple[str, ...]] | None = None) -> None:
         """Send ``oids`` with whatever is still pending for this binding, in
-        one pipeline; keep them pending when Redis fails (never raises)."""
-        oids = list(dict.fromkeys(oids + _pending.take(self)))
+        one pipeline with the ``extra`` commands (an intent's); keep them
+        pending when Redis fails (never raises)."""
+        oids = list(dict.fromkeys(oids + _pending.take(self))) if _pending.waiting() else oids
         if self.settle_delay:
             _pending.schedule(self, self.sender, oids, self.settle_delay)
         try:
-            self.sender(oids)
+            if extra is None:
+                self.sender(oids)
+            else:
+                send(self.client(), oids, self.namespace, self.duration, extra)
         except Exception as exc:  # noqa: BLE001 -- commit() must not raise
             _pending.add(self, self.sender, oids)
             logger.warning('could not invalidate %d alkey tokens after %s, kept '
@@ -454,6 +491,7 @@ class _Binding:
             state.marks.clear()
             state.released.clear()
             state.flushing = False
+            state.intent = None
             for connection in state.connections:
                 _owners.pop(connection, None)
             state.connections.clear()
@@ -514,8 +552,8 @@ def _autocommit(conn: Any) -> bool:
         return False
 
 
-def _send_loose(oids: list[str]) -> None:
-    _loose_binding[-1].deliver(oids, 'a write')
+def _send_loose(oids: list[str], extra: list[tuple[str, ...]] | None = None) -> None:
+    _loose_binding[-1].deliver(oids, 'a write', extra)
 
 
 def _on_after_execute(conn: Any, clauseelement: Any, multiparams: Any, params: Any,
@@ -541,24 +579,39 @@ def _on_after_execute(conn: Any, clauseelement: Any, multiparams: Any, params: A
 
 
 def _on_commit(conn: Any) -> None:
-    """A connection used without a session commits.  SQLAlchemy has no event
-    after the database commit, so the tokens are replaced now and once more
-    when the connection begins again or goes back to the pool: a reader in
-    between cannot keep old data under the new tokens."""
+    """A connection is about to commit.
+
+    A session's (bound with ``write_ahead``): its intent is written now,
+    when every flush is done.  One used without a session: SQLAlchemy has
+    no event after the database commit, so the tokens are replaced now and
+    once more when the connection begins again or goes back to the pool: a
+    reader in between cannot keep old data under the new tokens.  (With
+    ``write_ahead``, the first pipeline writes the intent and the second
+    removes it.)"""
     if conn in _owners:
+        state = _owner(conn)
+        if (state is not None and state.intent is None and state.binding is not None
+                and state.binding.write_ahead and len(state.changes)):
+            state.intent = state.binding.write_intent(state.changes.oids())
         return
     loose = _loose.pop(conn, None)
     if loose is None or not len(loose.changes):
         return
     oids = loose.changes.oids()
-    _send_loose(oids)
-    conn.info[_POST] = oids
+    namespace = _loose_binding[-1].namespace
+    if _loose_binding[-1].write_ahead:
+        intent = _intents.member(oids)
+        _send_loose(oids, [_intents.addition(namespace, intent)])
+        conn.info[_POST] = (oids, [_intents.removal(namespace, intent)])
+    else:
+        _send_loose(oids)
+        conn.info[_POST] = (oids, None)
 
 
 def _deliver_post(info: Any) -> None:
-    oids = info.pop(_POST, None) if info is not None else None
-    if oids:
-        _send_loose(oids)
+    post = info.pop(_POST, None) if info is not None else None
+    if post:
+        _send_loose(*post)
 
 
 def _on_begin(conn: Any) -> None:
@@ -675,7 +728,8 @@ def _targets(target: Any) -> Iterator[Any]:
 
 
 def bind(target: Any, redis_client: Any = None, namespace: str | None = None,
-         duration: int | None = None, settle_delay: float | None = None) -> Any:
+         duration: int | None = None, settle_delay: float | None = None,
+         write_ahead: bool = False) -> Any:
     """Invalidate the tokens of what ``target``'s sessions change, at each
     outermost commit.  Binding the same target again does nothing.
     ``redis_client`` defaults to ``get_redis_client()`` at commit time.
@@ -684,20 +738,29 @@ def bind(target: Any, redis_client: Any = None, namespace: str | None = None,
     after each commit: set it above your read replicas' lag, or the longest
     REPEATABLE READ / SERIALIZABLE reader transaction, so that data such a
     reader fetched from before the commit and cached under the new tokens
-    is orphaned too."""
+    is orphaned too.
+
+    ``write_ahead=True`` closes the window in which a process that dies
+    after its database commit and before its invalidation would leave
+    other processes' keys stale: an intent is written to Redis before each
+    commit (one more round trip), and other processes sweep the intents of
+    the dead (alkey._intents)."""
     _install_engine_listeners()
     with _lock:
         for listen_on in _targets(target):
             if listen_on in _bindings:
                 continue
             binding = (_default_binding if redis_client is None and namespace is None
-                       and duration is None and settle_delay is None
-                       else _Binding(redis_client, namespace, duration, settle_delay))
+                       and duration is None and settle_delay is None and not write_ahead
+                       else _Binding(redis_client, namespace, duration, settle_delay,
+                                     write_ahead))
             for name, fn in binding.listeners:
                 event.listen(listen_on, name, fn)
             _bindings[listen_on] = binding
             if binding is not _default_binding:
                 _loose_binding.append(binding)
+            if binding.write_ahead:
+                _intents.watch(binding)
     return target
 
 
@@ -710,6 +773,8 @@ def unbind(target: Any) -> None:
                 continue
             if binding in _loose_binding[1:]:
                 _loose_binding.remove(binding)
+            if binding.write_ahead:
+                _intents.unwatch(binding)
             for name, fn in binding.listeners:
                 if event.contains(listen_on, name, fn):
                     event.remove(listen_on, name, fn)

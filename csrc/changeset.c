@@ -471,8 +471,97 @@ PyType_Spec alkey_changeset_spec = {
 /* ------------------------------------------------------------------ */
 /* Invalidation                                                         */
 
+/* The extra commands of invalidate_tokens: a new tuple of tuples, each
+ * holding only str and bytes (so that their text stays put while it is
+ * sent); *nargs is the total of their arguments. */
+static PyObject *
+extra_commands(PyObject *obj, Py_ssize_t *nargs)
+{
+    PyObject *given = PySequence_Tuple(obj), *outer = NULL;
+    Py_ssize_t i, j, total = 0;
+
+    if (given == NULL) {
+        return NULL;
+    }
+    /* A tuple of our own: the caller's (maybe shared) tuple stays as is. */
+    outer = PyTuple_New(PyTuple_GET_SIZE(given));
+    if (outer == NULL) {
+        goto fail;
+    }
+    for (i = 0; i < PyTuple_GET_SIZE(given); i++) {
+        PyObject *cmd = PySequence_Tuple(PyTuple_GET_ITEM(given, i));
+        if (cmd == NULL) {
+            goto fail;
+        }
+        PyTuple_SET_ITEM(outer, i, cmd);
+        if (PyTuple_GET_SIZE(cmd) == 0 || PyTuple_GET_SIZE(cmd) > INT_MAX) {
+            PyErr_SetString(PyExc_ValueError,
+                            "invalidate_tokens: an extra command is empty");
+            goto fail;
+        }
+        for (j = 0; j < PyTuple_GET_SIZE(cmd); j++) {
+            PyObject *arg = PyTuple_GET_ITEM(cmd, j);
+            if (!PyUnicode_Check(arg) && !PyBytes_Check(arg)) {
+                PyErr_Format(PyExc_TypeError,
+                             "invalidate_tokens: extra command arguments "
+                             "must be str or bytes, not %.100s",
+                             Py_TYPE(arg)->tp_name);
+                goto fail;
+            }
+        }
+        if (PyTuple_GET_SIZE(cmd) > PY_SSIZE_T_MAX / 8 - total) {
+            PyErr_NoMemory();
+            goto fail;
+        }
+        total += PyTuple_GET_SIZE(cmd);
+    }
+    Py_DECREF(given);
+    *nargs = total;
+    return outer;
+
+fail:
+    Py_XDECREF(outer);
+    Py_DECREF(given);
+    return NULL;
+}
+
+/* Points cmds[] at the text of extra_commands()'s tuples, whose argument
+ * slots argv[] and argvlen[] have room for all of them. */
+static int
+extra_fill(PyObject *extra, alkey_cmd *cmds, const char **argv,
+           size_t *argvlen)
+{
+    Py_ssize_t i, j, off = 0;
+
+    for (i = 0; i < PyTuple_GET_SIZE(extra); i++) {
+        PyObject *cmd = PyTuple_GET_ITEM(extra, i);
+        cmds[i].argc = (int)PyTuple_GET_SIZE(cmd);
+        cmds[i].argv = argv + off;
+        cmds[i].argvlen = argvlen + off;
+        for (j = 0; j < PyTuple_GET_SIZE(cmd); j++, off++) {
+            PyObject *arg = PyTuple_GET_ITEM(cmd, j);
+            Py_ssize_t len;
+            const char *text;
+            if (PyUnicode_Check(arg)) {
+                text = PyUnicode_AsUTF8AndSize(arg, &len);
+                if (text == NULL) {
+                    return -1;
+                }
+            }
+            else {
+                text = PyBytes_AS_STRING(arg);
+                len = PyBytes_GET_SIZE(arg);
+            }
+            argv[off] = text;
+            argvlen[off] = (size_t)len;
+        }
+    }
+    return 0;
+}
+
 const char alkey_invalidate_tokens_doc[] = PyDoc_STR(
-"invalidate_tokens($module, client, oids, namespace, ttl, /)\n--\n\n"
+"invalidate_tokens($module, client, oids, namespace, ttl, extra=None, /)\n"
+"--\n\n"
 "Replaces the token of each identifier of ``oids`` (a sequence or other\n"
 "iterable of str; a ChangeSet will do) with a new random one:\n"
 "``SET <namespace>:<oid> <token> EX <ttl>`` each, all in one pipeline\n"
@@ -482,7 +571,11 @@ const char alkey_invalidate_tokens_doc[] = PyDoc_STR(
 "itself).  Raises ValueError for an item that is not an identifier\n"
 "(before anything is sent), alkey.ConnectionError (or a subclass) when\n"
 "Redis fails, and alkey.ReplyError when Redis refuses a SET (the other\n"
-"SETs may have been applied).");
+"SETs may have been applied).\n\n"
+"``extra``, a sequence of commands (each a sequence of str or bytes),\n"
+"goes in the same pipeline after the SETs; only an error reply to one of\n"
+"them counts as a failure (write-ahead intents use it to drop the intent\n"
+"of the commit being delivered).");
 
 /* Builds every command with the GIL held: the key texts, the tokens and
  * the ttl are copied into C buffers, so that nothing the connection reads
@@ -494,9 +587,10 @@ alkey_py_invalidate_tokens(PyObject *module, PyObject *const *args,
     alkey_state *st = alkey_get_state(module);
     alkey_client *client;
     alkey_conn *conn;
-    PyObject *seq = NULL, *result = NULL;
+    PyObject *seq = NULL, *extra = NULL, *result = NULL;
     const char *ns, **oids = NULL, **argv = NULL;
-    Py_ssize_t nslen, *oidlens = NULL, i, n = 0, failed = 0, first_bad = -1;
+    Py_ssize_t nslen, *oidlens = NULL, i, n = 0, m = 0, nextra_args = 0;
+    Py_ssize_t failed = 0, first_bad = -1;
     size_t *argvlen = NULL, total = 0, off = 0, ttllen;
     char *keybuf = NULL, *tokbuf = NULL, ttlbuf[32], detail[256];
     alkey_cmd *cmds = NULL;
@@ -504,10 +598,10 @@ alkey_py_invalidate_tokens(PyObject *module, PyObject *const *args,
     long ttl;
     int rc, err_no = 0;
 
-    if (nargs != 4) {
+    if (nargs != 4 && nargs != 5) {
         PyErr_Format(PyExc_TypeError,
-                     "invalidate_tokens() takes 4 arguments (client, oids, "
-                     "namespace, ttl), %zd given", nargs);
+                     "invalidate_tokens() takes 4 or 5 arguments (client, "
+                     "oids, namespace, ttl, extra=None), %zd given", nargs);
         return NULL;
     }
     if (!PyObject_TypeCheck(args[0], st->ClientType)) {
@@ -536,12 +630,19 @@ alkey_py_invalidate_tokens(PyObject *module, PyObject *const *args,
     if (ns == NULL) {
         goto done;
     }
+    if (nargs == 5 && args[4] != Py_None) {
+        extra = extra_commands(args[4], &nextra_args);
+        if (extra == NULL) {
+            goto done;
+        }
+        m = PyTuple_GET_SIZE(extra);
+    }
     n = PyTuple_GET_SIZE(seq);
     if (n == 0) {
         result = PyLong_FromLong(0);
         goto done;
     }
-    if (n > INT_MAX / 5 ||
+    if (n > INT_MAX / 5 - m || nextra_args > INT_MAX / 5 ||
         (size_t)n > SIZE_MAX / ALKEY_TOKEN_LEN) {
         PyErr_SetString(PyExc_OverflowError,
                         "too many identifiers for one pipeline");
@@ -569,10 +670,10 @@ alkey_py_invalidate_tokens(PyObject *module, PyObject *const *args,
     }
     keybuf = PyMem_Malloc(total);
     tokbuf = PyMem_Malloc((size_t)n * ALKEY_TOKEN_LEN);
-    argv = PyMem_New(const char *, 5 * n);
-    argvlen = PyMem_New(size_t, 5 * n);
-    cmds = PyMem_New(alkey_cmd, n);
-    replies = PyMem_Calloc((size_t)n, sizeof(redisReply *));
+    argv = PyMem_New(const char *, 5 * n + nextra_args);
+    argvlen = PyMem_New(size_t, 5 * n + nextra_args);
+    cmds = PyMem_New(alkey_cmd, n + m);
+    replies = PyMem_Calloc((size_t)(n + m), sizeof(redisReply *));
     if (keybuf == NULL || tokbuf == NULL || argv == NULL ||
         argvlen == NULL || cmds == NULL || replies == NULL) {
         PyErr_NoMemory();
@@ -602,13 +703,17 @@ alkey_py_invalidate_tokens(PyObject *module, PyObject *const *args,
         cmds[i].argv = av;
         cmds[i].argvlen = al;
     }
+    if (m > 0 && extra_fill(extra, cmds + n, argv + 5 * n,
+                            argvlen + 5 * n) < 0) {
+        goto done;
+    }
 
     conn = alkey_client_acquire(client, st);
     if (conn == NULL) {
         goto done;
     }
     Py_BEGIN_ALLOW_THREADS
-    rc = alkey_conn_run(conn, (int)n, cmds, replies, &err_no);
+    rc = alkey_conn_run(conn, (int)(n + m), cmds, replies, &err_no);
     Py_END_ALLOW_THREADS
     if (rc < 0) {
         /* No reply is left; the pipeline may be half sent. */
@@ -619,9 +724,10 @@ alkey_py_invalidate_tokens(PyObject *module, PyObject *const *args,
     /* Every reply was read: the connection is reusable whatever they say. */
     alkey_client_release(client, conn, 0);
 
-    for (i = 0; i < n; i++) {
+    for (i = 0; i < n + m; i++) {
         const redisReply *r = replies[i];
-        if (r->type == REDIS_REPLY_STATUS) {
+        if (r->type == REDIS_REPLY_STATUS ||
+            (i >= n && r->type != REDIS_REPLY_ERROR)) {
             continue;
         }
         if (failed++ == 0) {
@@ -636,19 +742,26 @@ alkey_py_invalidate_tokens(PyObject *module, PyObject *const *args,
             }
         }
     }
+    if (failed && first_bad >= n) {
+        PyErr_Format(st->ReplyError,
+                     "invalidate_tokens: extra command %zd (%.40s) failed: "
+                     "%s (the %zd SET commands were applied)",
+                     first_bad - n, cmds[first_bad].argv[0], detail, n);
+        goto done;
+    }
     if (failed) {
         /* The key of the first failure, NUL-terminated in keybuf. */
         const char *key = argv[5 * first_bad + 1];
         PyErr_Format(st->ReplyError,
                      "invalidate_tokens: SET %s failed: %s (%zd of %zd "
-                     "SET commands failed)", key, detail, failed, n);
+                     "commands failed)", key, detail, failed, n + m);
         goto done;
     }
     result = PyLong_FromSsize_t(n);
 
 done:
     if (replies != NULL) {
-        for (i = 0; i < n; i++) {
+        for (i = 0; i < n + m; i++) {
             if (replies[i] != NULL) {
                 freeReplyObject(replies[i]);
             }
@@ -662,6 +775,7 @@ done:
     PyMem_Free(keybuf);
     PyMem_Free(oidlens);
     PyMem_Free(oids);
+    Py_XDECREF(extra);
     Py_DECREF(seq);
     return result;
 }
