@@ -605,6 +605,7 @@ alkey_py_invalidate_tokens(PyObject *module, PyObject *const *args,
 
     conn = alkey_client_acquire(client, st);
     if (conn == NULL) {
+        st->stats.invalidations_failed += (unsigned long long)n;
         goto done;
     }
     Py_BEGIN_ALLOW_THREADS
@@ -614,10 +615,12 @@ alkey_py_invalidate_tokens(PyObject *module, PyObject *const *args,
         /* No reply is left; the pipeline may be half sent. */
         alkey_conn_error(st, client, conn->ctx, err_no);
         alkey_client_release(client, conn, 1);
+        st->stats.invalidations_failed += (unsigned long long)n;
         goto done;
     }
     /* Every reply was read: the connection is reusable whatever they say. */
     alkey_client_release(client, conn, 0);
+    st->stats.redis_round_trips++;
 
     for (i = 0; i < n; i++) {
         const redisReply *r = replies[i];
@@ -636,9 +639,12 @@ alkey_py_invalidate_tokens(PyObject *module, PyObject *const *args,
             }
         }
     }
+    st->stats.invalidations_sent += (unsigned long long)(n - failed);
+    st->stats.invalidations_failed += (unsigned long long)failed;
     if (failed) {
         /* The key of the first failure, NUL-terminated in keybuf. */
         const char *key = argv[5 * first_bad + 1];
+        st->stats.redis_errors++;
         PyErr_Format(st->ReplyError,
                      "invalidate_tokens: SET %s failed: %s (%zd of %zd "
                      "SET commands failed)", key, detail, failed, n);
