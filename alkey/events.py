@@ -25,7 +25,7 @@ from sqlalchemy import event, inspect
 from sqlalchemy.orm import Mapper, Session, scoped_session, sessionmaker
 from sqlalchemy.orm.interfaces import MANYTOONE, ONETOMANY
 
-from . import _dml, _native, _pending
+from . import _dml, _native, _pending, _stats
 from .client import get_redis_client
 from .constants import GLOBAL_WRITE_TOKEN, MAX_CACHE_DURATION, TOKEN_NAMESPACE
 from .utils import _format_pk, get_object_id, get_table_id
@@ -83,8 +83,7 @@ def send(redis_client: Any, oids: list[str], namespace: str = TOKEN_NAMESPACE,
     pipe = redis_client.pipeline(transaction=False)
     for oid in oids:
         pipe.set(f'{namespace}:{oid}', _native.random_token(), ex=duration)
-    pipe.execute()
-    return len(oids)
+    return _stats.execute_invalidation(pipe, len(oids))
 
 
 # --------------------------------------------------------------------------
