@@ -19,6 +19,7 @@ from ._native import (
     ReplyError,
     TimeoutError,
 )
+from ._stats import stats
 from .events import bind, invalidate
 
 #: The original package's name for :func:`alkey.events.bind`.
@@ -45,6 +46,7 @@ __all__ = [
     'bind_to_events',
     'includeme',
     'invalidate',
+    'stats',
 ]
 
 __version__ = '1.0.0.dev0'

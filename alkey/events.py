@@ -30,7 +30,7 @@ from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.orm.base import NO_CHANGE, PASSIVE_NO_INITIALIZE
 from sqlalchemy.orm.interfaces import MANYTOONE, ONETOMANY
 
-from . import _dml, _intents, _native, _pending
+from . import _dml, _intents, _native, _pending, _stats
 from .client import get_redis_client
 from .constants import GLOBAL_WRITE_TOKEN, MAX_CACHE_DURATION, TOKEN_NAMESPACE
 from .utils import _format_pk, _table_info, get_object_id, get_table_id
@@ -93,8 +93,7 @@ def send(redis_client: Any, oids: list[str], namespace: str = TOKEN_NAMESPACE,
         pipe.set(f'{namespace}:{oid}', _native.random_token(), ex=duration)
     for command in extra or ():
         pipe.execute_command(*command)
-    pipe.execute()
-    return len(oids)
+    return _stats.execute_invalidation(pipe, len(oids))
 
 
 # --------------------------------------------------------------------------

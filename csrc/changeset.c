@@ -590,7 +590,7 @@ alkey_py_invalidate_tokens(PyObject *module, PyObject *const *args,
     PyObject *seq = NULL, *extra = NULL, *result = NULL;
     const char *ns, **oids = NULL, **argv = NULL;
     Py_ssize_t nslen, *oidlens = NULL, i, n = 0, m = 0, nextra_args = 0;
-    Py_ssize_t failed = 0, first_bad = -1;
+    Py_ssize_t failed = 0, set_failed = 0, first_bad = -1;
     size_t *argvlen = NULL, total = 0, off = 0, ttllen;
     char *keybuf = NULL, *tokbuf = NULL, ttlbuf[32], detail[256];
     alkey_cmd *cmds = NULL;
@@ -710,6 +710,7 @@ alkey_py_invalidate_tokens(PyObject *module, PyObject *const *args,
 
     conn = alkey_client_acquire(client, st);
     if (conn == NULL) {
+        st->stats.invalidations_failed += (unsigned long long)n;
         goto done;
     }
     Py_BEGIN_ALLOW_THREADS
@@ -719,16 +720,21 @@ alkey_py_invalidate_tokens(PyObject *module, PyObject *const *args,
         /* No reply is left; the pipeline may be half sent. */
         alkey_conn_error(st, client, conn->ctx, err_no);
         alkey_client_release(client, conn, 1);
+        st->stats.invalidations_failed += (unsigned long long)n;
         goto done;
     }
     /* Every reply was read: the connection is reusable whatever they say. */
     alkey_client_release(client, conn, 0);
+    st->stats.redis_round_trips++;
 
     for (i = 0; i < n + m; i++) {
         const redisReply *r = replies[i];
         if (r->type == REDIS_REPLY_STATUS ||
             (i >= n && r->type != REDIS_REPLY_ERROR)) {
             continue;
+        }
+        if (i < n) {
+            set_failed++;
         }
         if (failed++ == 0) {
             first_bad = i;
@@ -742,7 +748,10 @@ alkey_py_invalidate_tokens(PyObject *module, PyObject *const *args,
             }
         }
     }
+    st->stats.invalidations_sent += (unsigned long long)(n - set_failed);
+    st->stats.invalidations_failed += (unsigned long long)set_failed;
     if (failed && first_bad >= n) {
+        st->stats.redis_errors++;
         PyErr_Format(st->ReplyError,
                      "invalidate_tokens: extra command %zd (%.40s) failed: "
                      "%s (the %zd SET commands were applied)",
@@ -752,6 +761,7 @@ alkey_py_invalidate_tokens(PyObject *module, PyObject *const *args,
     if (failed) {
         /* The key of the first failure, NUL-terminated in keybuf. */
         const char *key = argv[5 * first_bad + 1];
+        st->stats.redis_errors++;
         PyErr_Format(st->ReplyError,
                      "invalidate_tokens: SET %s failed: %s (%zd of %zd "
                      "commands failed)", key, detail, failed, n + m);

@@ -149,6 +149,7 @@ alkey_conn_error(alkey_state *st, alkey_client *client,
 
     describe_address(client, addr, sizeof(addr));
     if (ctx == NULL) {
+        st->stats.redis_errors++;
         PyErr_Format(st->ConnectionError,
                      "cannot connect to Redis at %s: out of memory", addr);
         return NULL;
@@ -166,6 +167,7 @@ alkey_conn_error(alkey_state *st, alkey_client *client,
     if (timed_out) {
         /* PyUnicode_FromFormat has no %g: format the numbers here. */
         char limits[96];
+        st->stats.redis_timeouts++;
         snprintf(limits, sizeof(limits),
                  "socket_timeout=%.3gs, socket_connect_timeout=%.3gs",
                  tv_seconds(&client->timeout),
@@ -175,10 +177,12 @@ alkey_conn_error(alkey_state *st, alkey_client *client,
                      addr, limits);
     }
     else if (ctx->err == REDIS_ERR_EOF) {
+        st->stats.redis_errors++;
         PyErr_Format(st->ConnectionError,
                      "Redis at %s closed the connection", addr);
     }
     else {
+        st->stats.redis_errors++;
         PyErr_Format(st->ConnectionError, "Redis at %s: %s", addr,
                      ctx->errstr[0] ? ctx->errstr : "connection error");
     }
@@ -251,6 +255,7 @@ typedef struct {
     int err_no;
     redisReply *refusal;    /* an error reply to AUTH or SELECT */
     const char *step;       /* "AUTH" or "SELECT" */
+    int round_trips;        /* AUTH and SELECT answered, for stats() */
 } open_failure;
 
 /* Opens, configures and authenticates a connection.  Called without the
@@ -342,6 +347,7 @@ conn_open(alkey_client *client, open_failure *fail)
             fail->ctx = ctx;
             return NULL;
         }
+        fail->round_trips++;
         if (reply->type == REDIS_REPLY_ERROR) {
             fail->refusal = reply;
             fail->step = "AUTH";
@@ -358,6 +364,7 @@ conn_open(alkey_client *client, open_failure *fail)
             fail->ctx = ctx;
             return NULL;
         }
+        fail->round_trips++;
         if (reply->type == REDIS_REPLY_ERROR) {
             fail->refusal = reply;
             fail->step = "SELECT";
@@ -445,6 +452,7 @@ report_open_failure(alkey_state *st, alkey_client *client, open_failure *fail)
         if (strcmp(fail->step, "AUTH") == 0) {
             exc = st->AuthenticationError;
         }
+        st->stats.redis_errors++;
         PyErr_Format(exc, "Redis at %s refused %s: %s", addr, fail->step,
                      msg);
         freeReplyObject(fail->refusal);
@@ -503,6 +511,7 @@ alkey_client_acquire(alkey_client *client, alkey_state *st)
                 (double)(now.tv_nsec - start.tv_nsec) / 1e9 >
                 tv_seconds(&client->timeout)) {
             char secs[32];
+            st->stats.redis_timeouts++;
             snprintf(secs, sizeof(secs), "%.3g", tv_seconds(&client->timeout));
             PyErr_Format(st->TimeoutError,
                          "all %zd Redis connections of this client stayed "
@@ -525,11 +534,13 @@ alkey_client_acquire(alkey_client *client, alkey_state *st)
     Py_BEGIN_ALLOW_THREADS
     conn = conn_open(client, &fail);
     Py_END_ALLOW_THREADS
+    st->stats.redis_round_trips += (unsigned long long)fail.round_trips;
     if (conn == NULL) {
         client->nopen--;
         report_open_failure(st, client, &fail);
         return NULL;
     }
+    st->stats.redis_connections_opened++;
     if (client->pid != conn->pid) {
         /* We forked while connecting (another thread); start afresh. */
         pool_after_fork(client);
@@ -762,6 +773,10 @@ run_command_ex(alkey_client *self, cmd_args *a, int discard)
         alkey_conn_error(st, self, conn->ctx, err_no);
         alkey_client_release(self, conn, 1);
         return NULL;
+    }
+    st->stats.redis_round_trips++;
+    if (reply->type == REDIS_REPLY_ERROR) {
+        st->stats.redis_errors++;
     }
     alkey_client_release(self, conn, discard);
     result = reply_to_py(st, reply, 1);

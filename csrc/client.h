@@ -48,7 +48,8 @@ typedef struct {
 extern PyType_Spec alkey_client_spec;
 
 /* Checks out a connection, opening one if none is idle (the GIL is released
- * while connecting).  GIL held.  Returns NULL with an exception set. */
+ * while connecting).  GIL held.  Returns NULL with an exception set.
+ * Counts what it opens, and its failures, in the module's stats. */
 alkey_conn *alkey_client_acquire(alkey_client *client, alkey_state *st);
 
 /* Returns a connection to the pool, or closes it when broken.  GIL held. */
@@ -61,7 +62,8 @@ void alkey_client_release(alkey_client *client, alkey_conn *conn, int broken);
 int alkey_conn_run(alkey_conn *conn, int ncmds, const alkey_cmd *cmds,
                    redisReply **replies, int *err_no);
 
-/* Sets the exception that describes a failed connection and returns NULL. */
+/* Sets the exception that describes a failed connection, counts it in
+ * redis_timeouts or redis_errors, and returns NULL. */
 PyObject *alkey_conn_error(alkey_state *st, alkey_client *client,
                            const redisContext *ctx, int err_no);
 

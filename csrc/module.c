@@ -1,7 +1,8 @@
 /* alkey._native: the module definition, its state and its exceptions.
  * Each concern lives in its own file: client.c (the Redis client),
  * tokens.c (token lookup and cache_key), keys.c (key encoding),
- * changeset.c (the change set and token invalidation). */
+ * changeset.c (the change set and token invalidation), stats.c (the
+ * counters of alkey.stats()). */
 #include "state.h"
 
 #include <hiredis.h>
@@ -9,6 +10,7 @@
 #include "changeset.h"
 #include "client.h"
 #include "keys.h"
+#include "stats.h"
 #include "tokens.h"
 
 PyDoc_STRVAR(set_hooks_doc,
@@ -85,6 +87,12 @@ static PyMethodDef module_methods[] = {
      alkey_valid_write_token_doc},
     {"_set_hooks", (PyCFunction)(void (*)(void))set_hooks, METH_FASTCALL,
      set_hooks_doc},
+    {"stats", alkey_py_stats, METH_NOARGS, alkey_stats_doc},
+    {"_reset_stats", alkey_py_reset_stats, METH_NOARGS,
+     alkey_reset_stats_doc},
+    {"_count_invalidation",
+     (PyCFunction)(void (*)(void))alkey_py_count_invalidation, METH_FASTCALL,
+     alkey_count_invalidation_doc},
     {NULL, NULL, 0, NULL}
 };
 

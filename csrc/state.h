@@ -5,6 +5,24 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+/* The counters of alkey.stats(), for all the module's clients together,
+ * since the process started (a forked child starts again from zero).
+ * They change only while the GIL is held, so they are plain increments,
+ * and never while it is released: what is counted there waits in a C
+ * local until the GIL is back.  See stats.c for what each one counts. */
+typedef struct {
+    unsigned long long tokens_looked_up;
+    unsigned long long tokens_found;
+    unsigned long long tokens_created;
+    unsigned long long tokens_fresh;
+    unsigned long long invalidations_sent;
+    unsigned long long invalidations_failed;
+    unsigned long long redis_round_trips;
+    unsigned long long redis_errors;
+    unsigned long long redis_timeouts;
+    unsigned long long redis_connections_opened;
+} alkey_stats;
+
 typedef struct {
     /* Exceptions: Error is the base of the others. */
     PyObject *Error;
@@ -27,6 +45,7 @@ typedef struct {
     /* A set of identifiers whose invalidation could not reach Redis yet
      * (or NULL): keys naming them are built from fresh tokens. */
     PyObject *pending;
+    alkey_stats stats;
 } alkey_state;
 
 static inline alkey_state *

@@ -21,6 +21,7 @@
 
 #include "client.h"
 #include "keys.h"
+#include "stats.h"
 
 static const char b64url[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -237,6 +238,10 @@ typedef struct {
     enum lookup_status status;
     int err_no;
     char message[256];
+    /* For stats(), counted once the GIL is back. */
+    int round_trips;            /* pipelines whose replies were all read */
+    Py_ssize_t created;         /* SET NX that stored our token */
+    Py_ssize_t fresh;           /* ours, not stored, and nothing there */
 } lookup_result;
 
 static int
@@ -314,6 +319,7 @@ lookup(alkey_conn *conn, Py_ssize_t n, const char *const *keys,
         res->status = LOOKUP_CONN;
         goto done;
     }
+    res->round_trips++;
     if (!reply_is_string_array(first, (size_t)n)) {
         reply_problem(res, first, "MGET");
         goto done;
@@ -369,12 +375,14 @@ lookup(alkey_conn *conn, Py_ssize_t n, const char *const *keys,
             res->status = LOOKUP_CONN;
             goto done;
         }
+        res->round_trips++;
         for (j = 0; j < m; j++) {
             int t = replies[j]->type;
             if (t != REDIS_REPLY_STATUS && t != REDIS_REPLY_NIL) {
                 reply_problem(res, replies[j], "SET NX");
                 goto done;
             }
+            res->created += t == REDIS_REPLY_STATUS;
         }
         last = replies[m];
         if (!reply_is_string_array(last, (size_t)m)) {
@@ -393,6 +401,7 @@ lookup(alkey_conn *conn, Py_ssize_t n, const char *const *keys,
                         res->status = LOOKUP_NOMEM;
                         goto done;
                     }
+                    res->fresh += replies[j]->type != REDIS_REPLY_STATUS;
                     j++;
                     continue;
                 }
@@ -432,9 +441,10 @@ done:
     PyMem_RawFree(replies);
 }
 
-/* Looks up the tokens of n keys through a native client.  GIL held on
- * entry and exit.  Returns 0, or -1 with an alkey.Error (or MemoryError /
- * OSError) set. */
+/* Looks up the tokens of n keys through a native client, and counts its
+ * round trips and (on success) the tokens found, created and fresh.  GIL
+ * held on entry and exit.  Returns 0, or -1 with an alkey.Error (or
+ * MemoryError / OSError) set. */
 static int
 native_tokens(alkey_client *client, alkey_state *st, Py_ssize_t n,
               const char *const *keys, const size_t *keylens, long ttl,
@@ -453,9 +463,14 @@ native_tokens(alkey_client *client, alkey_state *st, Py_ssize_t n,
     Py_BEGIN_ALLOW_THREADS
     lookup(conn, n, keys, keylens, ttlbuf, ts, &res);
     Py_END_ALLOW_THREADS
+    st->stats.redis_round_trips += (unsigned long long)res.round_trips;
     switch (res.status) {
     case LOOKUP_OK:
         alkey_client_release(client, conn, 0);
+        st->stats.tokens_found +=
+            (unsigned long long)(n - res.created - res.fresh);
+        st->stats.tokens_created += (unsigned long long)res.created;
+        st->stats.tokens_fresh += (unsigned long long)res.fresh;
         return 0;
     case LOOKUP_CONN:
         alkey_conn_error(st, client, conn->ctx, res.err_no);
@@ -463,6 +478,7 @@ native_tokens(alkey_client *client, alkey_state *st, Py_ssize_t n,
         return -1;
     case LOOKUP_REPLY:
         alkey_client_release(client, conn, 0);
+        st->stats.redis_errors++;
         PyErr_Format(st->ReplyError, "token lookup: %s", res.message);
         return -1;
     case LOOKUP_RANDOM:
@@ -479,10 +495,11 @@ native_tokens(alkey_client *client, alkey_state *st, Py_ssize_t n,
 }
 
 /* Looks up tokens through a Python callable (the redis-py path): it gets a
- * list of token keys and returns a sequence of as many str or bytes. */
+ * list of token keys and returns a sequence of as many str or bytes.  A
+ * call counts as one round trip, or as the error it raised. */
 static int
-callable_tokens(PyObject *source, Py_ssize_t n, const char *const *keys,
-                const size_t *keylens, tokenset *ts)
+callable_tokens(alkey_state *st, PyObject *source, Py_ssize_t n,
+                const char *const *keys, const size_t *keylens, tokenset *ts)
 {
     PyObject *list = NULL, *result = NULL, *seq = NULL;
     Py_ssize_t i;
@@ -502,8 +519,10 @@ callable_tokens(PyObject *source, Py_ssize_t n, const char *const *keys,
     }
     result = PyObject_CallOneArg(source, list);
     if (result == NULL) {
+        alkey_stats_count_failure(st, PyErr_Occurred());
         goto done;
     }
+    st->stats.redis_round_trips++;
     seq = PySequence_Fast(result, "a token source must return a sequence");
     if (seq == NULL) {
         goto done;
@@ -861,6 +880,7 @@ alkey_py_cache_key(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         if (tokenset_fresh(&ts) < 0) {
             goto done;
         }
+        st->stats.tokens_fresh += (unsigned long long)ks.m;
     }
     else {
         if (PyObject_TypeCheck(source, st->ClientType)) {
@@ -868,7 +888,7 @@ alkey_py_cache_key(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                                ks.lens, ttl, &ts);
         }
         else if (PyCallable_Check(source)) {
-            rc = callable_tokens(source, ks.m, ks.keys, ks.lens, &ts);
+            rc = callable_tokens(st, source, ks.m, ks.keys, ks.lens, &ts);
         }
         else {
             PyErr_Format(PyExc_TypeError,
@@ -880,8 +900,10 @@ alkey_py_cache_key(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             if (absorb_failure(st) < 0 || tokenset_fresh(&ts) < 0) {
                 goto done;
             }
+            st->stats.tokens_fresh += (unsigned long long)ks.m;
         }
     }
+    st->stats.tokens_looked_up += (unsigned long long)ks.m;
     for (i = 0; i < n; i++) {
         if (tokenset_join(&joined, i, &ts, ks.parts + i * MAX_PARTS,
                           ks.nparts[i]) < 0) {
@@ -968,6 +990,7 @@ alkey_py_fetch_tokens(PyObject *module, PyObject *const *args,
                                ttl, &ts) < 0) {
         goto done;
     }
+    st->stats.tokens_looked_up += (unsigned long long)n;
     result = PyList_New(n);
     if (result == NULL) {
         goto done;

@@ -368,7 +368,7 @@ def test_invalidate_tokens_needs_a_native_client(redis_server_clean):
 
 def test_invalidate_tokens_argument_errors():
     client = alkey.Client(host='127.0.0.1', port=1)
-    with pytest.raises(TypeError, match='4 arguments'):
+    with pytest.raises(TypeError, match='4 or 5 arguments'):
         _native.invalidate_tokens(client, [])
     with pytest.raises(TypeError, match='namespace must be a str'):
         _native.invalidate_tokens(client, [], b'ns', 60)
@@ -378,6 +378,36 @@ def test_invalidate_tokens_argument_errors():
         _native.invalidate_tokens(client, [], 'ns', True)
     with pytest.raises(TypeError, match='not iterable'):
         _native.invalidate_tokens(client, 42, 'ns', 60)
+
+
+def test_invalidate_tokens_extra_commands_share_the_pipeline(redis_server_clean):
+    client = client_of(redis_server_clean)
+    client.execute_command('ZADD', 'ns:intents', '1', 'a', '2', 'b')
+    redis_server_clean.reset_stats()
+    extra = (('ZREM', 'ns:intents', b'a'), ['ZREM', 'ns:intents', 'missing'])
+    assert _native.invalidate_tokens(client, ['alkey:users#1'], 'ns', 60, extra) == 1
+    assert redis_server_clean.command_counts() == {'set': 1, 'zrem': 2}
+    assert client.execute_command('ZRANGE', 'ns:intents', '0', '-1') == [b'b']
+    assert extra[0] == ('ZREM', 'ns:intents', b'a')  # the caller's tuples untouched
+    # An error reply to an extra command: the SETs were applied.
+    before = client.get('ns:alkey:users#1')
+    with pytest.raises(alkey.ReplyError, match=r'extra command 0 \(ZREM\) failed: ERR wrong '
+                                               r'number .* \(the 1 SET commands were applied\)'):
+        _native.invalidate_tokens(client, ['alkey:users#1'], 'ns', 60, [('ZREM',)])
+    assert client.get('ns:alkey:users#1') != before
+    assert client.connection_count == 1  # every reply read: the connection is reused
+
+
+def test_invalidate_tokens_refuses_malformed_extra_commands(redis_server_clean):
+    client = client_of(redis_server_clean)
+    redis_server_clean.reset_stats()
+    with pytest.raises(ValueError, match='an extra command is empty'):
+        _native.invalidate_tokens(client, ['alkey:users#1'], 'ns', 60, [()])
+    with pytest.raises(TypeError, match='must be str or bytes, not int'):
+        _native.invalidate_tokens(client, ['alkey:users#1'], 'ns', 60, [('ZREM', 1)])
+    with pytest.raises(TypeError):
+        _native.invalidate_tokens(client, ['alkey:users#1'], 'ns', 60, 5)
+    assert redis_server_clean.command_counts() == {}  # nothing sent
 
 
 def test_invalidate_tokens_on_a_refused_connection_raises_connection_error():
@@ -407,7 +437,7 @@ def test_invalidate_tokens_error_reply_raises_reply_error(redis_server_clean):
     redis_server_clean.config_set('maxmemory-policy', 'noeviction')
     redis_server_clean.config_set('maxmemory', '1')
     with pytest.raises(alkey.ReplyError, match=r'SET ns:alkey:users#1 failed: OOM .*'
-                                               r'\(2 of 2 SET commands failed\)'):
+                                               r'\(2 of 2 commands failed\)'):
         _native.invalidate_tokens(client, ['alkey:users#1', 'alkey:users#2'], 'ns', 60)
     # Every reply was read: the connection went back to the pool and works.
     assert client.connection_count == 1
