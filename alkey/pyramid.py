@@ -97,7 +97,9 @@ def _configure(config: Any) -> None:
             # commit, as request.redis does.
             redis_client=_app_client(registry) if own_redis else None,
             namespace=(settings.namespace
-                       if settings.namespace != TOKEN_NAMESPACE else None))
+                       if settings.namespace != TOKEN_NAMESPACE else None),
+            settle_delay=settings.settle_delay,
+            write_ahead=settings.write_ahead)
     except TypeError as exc:
         raise ConfigurationError(f'alkey.session_cls: {exc}') from None
     registry[SETTINGS_KEY] = settings

@@ -9,6 +9,11 @@ file, or Python values) into an :class:`AlkeySettings`::
     alkey.hash_keys      true/false: 64-character SHA-256 keys (default false)
     alkey.namespace      prefix of the Redis keys holding tokens
                          (default alkey.constants.TOKEN_NAMESPACE)
+    alkey.write_ahead    true/false: write an intent before each commit, so
+                         that other processes invalidate for one that dies
+                         before it could (default false; see alkey._intents)
+    alkey.settle_delay   seconds: replace a commit's tokens once more that
+                         long after it (default: not at all)
     alkey.mako.cache     true/false: alkey's Mako cache plugin is the default
                          cache_impl of pyramid_mako's templates (default true)
     alkey.mako.expire    seconds a cached fragment lives (default 3600, at
@@ -48,6 +53,8 @@ DEFAULTS: Mapping[str, str | None] = {
     'alkey.session_cls': None,
     'alkey.hash_keys': 'false',
     'alkey.namespace': TOKEN_NAMESPACE,
+    'alkey.write_ahead': 'false',
+    'alkey.settle_delay': None,
     'alkey.mako.cache': 'true',
     'alkey.mako.expire': '3600',
     'alkey.mako.prefix': 'alkey.mako',
@@ -70,6 +77,8 @@ class AlkeySettings:
     mako_cache: bool = True
     mako_expire: int = 3600
     mako_prefix: str = 'alkey.mako'
+    write_ahead: bool = False
+    settle_delay: float | None = None
 
 
 def _value(settings: Mapping[str, Any], name: str) -> Any:
@@ -107,6 +116,22 @@ def _seconds(settings: Mapping[str, Any], name: str) -> int:
             f'{name} must be between 1 and {MAX_CACHE_DURATION} seconds (tokens '
             f'live {MAX_CACHE_DURATION} s: a fragment must not outlive them), '
             f'got {number}')
+    return number
+
+
+def _delay(settings: Mapping[str, Any], name: str) -> float | None:
+    value = _value(settings, name)
+    if value is None:
+        return None
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        number = float(str(value).strip())
+    except ValueError:
+        raise ConfigurationError(f'{name} must be a number of seconds, got {value!r}') from None
+    if not 0 < number <= 3600:
+        raise ConfigurationError(f'{name} must be above 0 and at most 3600 seconds '
+                                 f'(leave it out for none), got {value!r}')
     return number
 
 
@@ -165,6 +190,8 @@ def parse_settings(settings: Mapping[str, Any] | None,
         session_cls=_session(settings),
         hash_keys=_bool(settings, 'alkey.hash_keys'),
         namespace=_text(settings, 'alkey.namespace'),
+        write_ahead=_bool(settings, 'alkey.write_ahead'),
+        settle_delay=_delay(settings, 'alkey.settle_delay'),
         mako_cache=_bool(settings, 'alkey.mako.cache'),
         mako_expire=_seconds(settings, 'alkey.mako.expire'),
         mako_prefix=_text(settings, 'alkey.mako.prefix'),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import time
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
@@ -321,6 +322,10 @@ def commit_error(config):
     ({'alkey.mako.cache': 'sometimes'}, 'alkey.mako.cache'),
     ({'alkey.namespace': 'two words'}, 'alkey.namespace'),
     ({'alkey.hashkeys': 'true'}, 'alkey.hashkeys'),
+    ({'alkey.write_ahead': 'perhaps'}, 'alkey.write_ahead'),
+    ({'alkey.settle_delay': 'soon'}, 'alkey.settle_delay'),
+    ({'alkey.settle_delay': '0'}, 'alkey.settle_delay'),
+    ({'alkey.settle_delay': '-1'}, 'alkey.settle_delay'),
 ])
 def test_a_bad_setting_fails_at_commit_naming_the_setting(settings, name):
     config = minimal_config(**settings)  # include() itself checks nothing
@@ -374,6 +379,27 @@ def test_settings_are_coerced_once_with_their_defaults():
         'redis.url': '', 'other.setting': 'ignored'}, env={})
     assert settings == AlkeySettings(NoteSession, True, 'app.TOKENS', False, 60,
                                      'app.fragments')
+    settings = parse_settings({'alkey.session_cls': NoteSession, 'alkey.write_ahead': 'on',
+                               'alkey.settle_delay': ' 0.5 '}, env={})
+    assert (settings.write_ahead, settings.settle_delay) == (True, 0.5)
+
+
+def test_write_ahead_and_settle_delay_reach_the_binding(note_engine, server):
+    from alkey import _intents
+
+    probe_app(minimal_config(**{'alkey.write_ahead': 'true', 'alkey.settle_delay': '0.2'}))
+    server.reset_stats()
+    with NoteSession() as session:
+        session.add(Note(id=1, text='hello'))
+        session.commit()
+    counts = server.command_counts()
+    counts.pop('zrangebyscore', None)  # the intent sweeper's
+    # The intent before the commit, the tokens and its removal after.
+    assert counts == {'zadd': 1, 'set': 3, 'zrem': 1}
+    assert _intents._watched  # this process sweeps for others
+    time.sleep(0.6)  # the settle delay's second delivery
+    counts = server.command_counts()
+    assert counts['set'] == 6
 
 
 def test_including_twice_is_harmless(note_engine, server):
