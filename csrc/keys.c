@@ -275,11 +275,13 @@ kb_putc(kbuf *b, char c)
 
 /* ---- escapes ----------------------------------------------------------- */
 
-/* The escapes of the spec: esc() of text, esc_all() of bytes, inner() of
- * an element nested in a container, and esc_name() of the module and
- * qualified name of a type (which also escapes "." and "=" so that
- * module "a.b" + class "C" and module "a" + class "b.C" differ). */
-typedef enum { ESC_TEXT, ESC_ALL, ESC_INNER, ESC_NAME } esc_mode;
+/* The escapes of the spec: esc() of text, esc_all() of bytes, and
+ * esc_name() of the module and qualified name of a type (which also
+ * escapes "." and "=" so that module "a.b" + class "C" and module "a" +
+ * class "b.C" differ).  Only leaves are escaped: an element nested in a
+ * container is delimited by its length (put_element), never escaped
+ * again. */
+typedef enum { ESC_TEXT, ESC_ALL, ESC_NAME } esc_mode;
 
 static inline int
 needs_escape(unsigned char c, esc_mode mode)
@@ -289,10 +291,8 @@ needs_escape(unsigned char c, esc_mode mode)
         return c == '%' || c == '/' || c == '~';
     case ESC_ALL:
         return !(is_alnum(c) || c == '-' || c == '_' || c == '.');
-    case ESC_NAME:
-        return c == '%' || c == '/' || c == '~' || c == '.' || c == '=';
     default:
-        return c == '%' || c == ',' || c == '(' || c == ')' || c == ':';
+        return c == '%' || c == '/' || c == '~' || c == '.' || c == '=';
     }
 }
 
@@ -346,7 +346,7 @@ kb_escape(kbuf *b, const char *s, size_t n, esc_mode mode)
 /* ---- value encoding ---------------------------------------------------- */
 
 static int encode_value(kbuf *out, PyObject *obj, PyObject *resolver,
-                        PyObject *container, PyObject **oid);
+                        PyObject *container, int depth, PyObject **oid);
 
 /* A str that has no UTF-8 form (lone surrogates), called with the
  * UnicodeEncodeError of PyUnicode_AsUTF8AndSize() set: "~x" + esc_all of
@@ -578,17 +578,82 @@ done:
     return rc;
 }
 
-/* tuple / list: "~t(" or "~l(" + the inner() of each element joined by
+/* Refuses a container (borrowed) inside depth others when that is more
+ * than ALKEY_KEY_MAX_NESTING levels: the limit keeps the encoder's
+ * recursion, and the copies of put_element(), bounded whatever the
+ * input. */
+static int
+check_nesting(PyObject *container, int depth)
+{
+    if (depth < ALKEY_KEY_MAX_NESTING) {
+        return 0;
+    }
+    PyErr_Format(PyExc_ValueError,
+                 "cannot key containers nested more than %d deep (a %.200s "
+                 "at level %d): flatten the value, or pass its parts as "
+                 "separate arguments", ALKEY_KEY_MAX_NESTING,
+                 Py_TYPE(container)->tp_name, depth + 1);
+    return -1;
+}
+
+/* Writes v in decimal to buf (room for 20 digits); returns the length. */
+static size_t
+format_size(char *buf, size_t v)
+{
+    char tmp[20];
+    size_t n = 0, i;
+
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    for (i = 0; i < n; i++) {
+        buf[i] = tmp[n - 1 - i];
+    }
+    return n;
+}
+
+/* Appends elem(obj) = "<len>:" enc(obj), len being the byte length of
+ * enc(obj) in decimal, for obj (borrowed) inside container (borrowed) at
+ * the given depth.  The length, not an escape, says where the element
+ * ends: each byte of the key is escaped once at most, by its leaf, and a
+ * level of nesting adds a few bytes only.  enc(obj) is written in place
+ * and then moved past its length. */
+static int
+put_element(kbuf *out, PyObject *obj, PyObject *resolver,
+            PyObject *container, int depth)
+{
+    size_t start = out->len, len, n;
+    char prefix[21];
+
+    if (encode_value(out, obj, resolver, container, depth, NULL) < 0) {
+        return -1;
+    }
+    len = out->len - start;
+    n = format_size(prefix, len);
+    prefix[n++] = ':';
+    if (kb_reserve(out, n) < 0) {
+        return -1;
+    }
+    memmove(out->p + start + n, out->p + start, len);
+    memcpy(out->p + start, prefix, n);
+    out->len += n;
+    return 0;
+}
+
+/* tuple / list: "~t(" or "~l(" + the elem() of each element joined by
  * "," + ")".  Reads the size at every step and holds each item because
  * the resolver or a __str__ may mutate a list while it is encoded. */
 static int
-encode_sequence(kbuf *out, PyObject *seq, PyObject *resolver)
+encode_sequence(kbuf *out, PyObject *seq, PyObject *resolver, int depth)
 {
-    kbuf tmp = {NULL, 0, 0};
     PyObject *item = NULL;
     Py_ssize_t i;
     int rc = -1;
 
+    if (check_nesting(seq, depth) < 0) {
+        return -1;
+    }
     if (Py_EnterRecursiveCall(" while encoding a cache key")) {
         return -1;
     }
@@ -597,12 +662,8 @@ encode_sequence(kbuf *out, PyObject *seq, PyObject *resolver)
     }
     for (i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
         item = Py_NewRef(PySequence_Fast_GET_ITEM(seq, i));
-        tmp.len = 0;
-        if (encode_value(&tmp, item, resolver, seq, NULL) < 0) {
-            goto done;
-        }
         if ((i > 0 && kb_putc(out, ',') < 0)
-            || kb_escape(out, tmp.p, tmp.len, ESC_INNER) < 0) {
+            || put_element(out, item, resolver, seq, depth + 1) < 0) {
             goto done;
         }
         Py_CLEAR(item);
@@ -613,7 +674,6 @@ encode_sequence(kbuf *out, PyObject *seq, PyObject *resolver)
     rc = 0;
 done:
     Py_XDECREF(item);
-    kb_free(&tmp);
     Py_LeaveRecursiveCall();
     return rc;
 }
@@ -662,31 +722,22 @@ add_span(span **spans, size_t *n, size_t *cap, size_t off, size_t len)
     return 0;
 }
 
-/* Encodes obj (borrowed) into tmp and appends its inner() to elems. */
+/* set / frozenset ("~s(") and dict ("~d("): the elem() of each member
+ * (dict: elem(key) "=" elem(value)) sorted bytewise and joined by ",", so
+ * that iteration order never shows in the key.  Borrows obj. */
 static int
-put_inner(kbuf *elems, kbuf *tmp, PyObject *obj, PyObject *resolver,
-          PyObject *container)
+encode_unordered(kbuf *out, PyObject *obj, PyObject *resolver, int depth)
 {
-    tmp->len = 0;
-    if (encode_value(tmp, obj, resolver, container, NULL) < 0) {
-        return -1;
-    }
-    return kb_escape(elems, tmp->p, tmp->len, ESC_INNER);
-}
-
-/* set / frozenset ("~s(") and dict ("~d("): the elements (dict: the
- * "key:value" entries) sorted bytewise so that iteration order never
- * shows in the key.  Borrows obj. */
-static int
-encode_unordered(kbuf *out, PyObject *obj, PyObject *resolver)
-{
-    kbuf tmp = {NULL, 0, 0}, elems = {NULL, 0, 0};
+    kbuf elems = {NULL, 0, 0};
     span *spans = NULL;
     size_t nspans = 0, spans_cap = 0, i;
     PyObject *iter = NULL, *items = NULL, *item = NULL;
     int is_dict = PyDict_Check(obj);
     int rc = -1;
 
+    if (check_nesting(obj, depth) < 0) {
+        return -1;
+    }
     if (Py_EnterRecursiveCall(" while encoding a cache key")) {
         return -1;
     }
@@ -708,15 +759,15 @@ encode_unordered(kbuf *out, PyObject *obj, PyObject *resolver)
         size_t start = elems.len;
 
         if (is_dict) {
-            if (put_inner(&elems, &tmp, PyTuple_GET_ITEM(item, 0), resolver,
-                          obj) < 0
-                || kb_putc(&elems, ':') < 0
-                || put_inner(&elems, &tmp, PyTuple_GET_ITEM(item, 1),
-                             resolver, obj) < 0) {
+            if (put_element(&elems, PyTuple_GET_ITEM(item, 0), resolver, obj,
+                            depth + 1) < 0
+                || kb_putc(&elems, '=') < 0
+                || put_element(&elems, PyTuple_GET_ITEM(item, 1), resolver,
+                               obj, depth + 1) < 0) {
                 goto done;
             }
         }
-        else if (put_inner(&elems, &tmp, item, resolver, obj) < 0) {
+        else if (put_element(&elems, item, resolver, obj, depth + 1) < 0) {
             goto done;
         }
         if (add_span(&spans, &nspans, &spans_cap, start,
@@ -734,7 +785,9 @@ encode_unordered(kbuf *out, PyObject *obj, PyObject *resolver)
     if (nspans > 1) {
         qsort(spans, nspans, sizeof(span), compare_spans);
     }
-    if (kb_put(out, is_dict ? "~d(" : "~s(", 3) < 0) {
+    /* One reservation: "~d(" + the members + a "," between two + ")". */
+    if (kb_reserve(out, elems.len + nspans + 4) < 0
+        || kb_put(out, is_dict ? "~d(" : "~s(", 3) < 0) {
         goto done;
     }
     for (i = 0; i < nspans; i++) {
@@ -752,7 +805,6 @@ done:
     Py_XDECREF(iter);
     Py_XDECREF(items);
     PyMem_Free(spans);
-    kb_free(&tmp);
     kb_free(&elems);
     Py_LeaveRecursiveCall();
     return rc;
@@ -761,11 +813,12 @@ done:
 /* Appends the encoding of obj (borrowed).  container is the enclosing
  * container (borrowed), or NULL at the top level, where oid must be
  * non-NULL: an object the resolver maps to an identifier then sets *oid
- * to a new reference to it and appends nothing.  Strings are always text
- * here; the caller decides whether a top-level str is an identifier. */
+ * to a new reference to it and appends nothing.  depth is the number of
+ * containers around obj.  Strings are always text here; the caller
+ * decides whether a top-level str is an identifier. */
 static int
 encode_value(kbuf *out, PyObject *obj, PyObject *resolver,
-             PyObject *container, PyObject **oid)
+             PyObject *container, int depth, PyObject **oid)
 {
     PyObject *found = NULL;
 
@@ -799,10 +852,10 @@ encode_value(kbuf *out, PyObject *obj, PyObject *resolver,
                          (size_t)PyByteArray_GET_SIZE(obj), ESC_ALL);
     }
     if (PyTuple_Check(obj) || PyList_Check(obj)) {
-        return encode_sequence(out, obj, resolver);
+        return encode_sequence(out, obj, resolver, depth);
     }
     if (PyAnySet_Check(obj) || PyDict_Check(obj)) {
-        return encode_unordered(out, obj, resolver);
+        return encode_unordered(out, obj, resolver, depth);
     }
     if (resolve(resolver, obj, &found) < 0) {
         return -1;
@@ -899,7 +952,7 @@ add_arg(alkey_keyplan *plan, kbuf *out, PyObject *item, PyObject *resolver)
         }
         return kb_escape(out, s, (size_t)n, ESC_TEXT);
     }
-    if (encode_value(out, item, resolver, NULL, &oid) < 0) {
+    if (encode_value(out, item, resolver, NULL, 0, &oid) < 0) {
         goto done;
     }
     if (oid != NULL) {

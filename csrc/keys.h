@@ -15,6 +15,10 @@
 #define ALKEY_GLOBAL_EPOCH "alkey:*#!"
 #define ALKEY_GLOBAL_EPOCH_LEN 9
 
+/* Containers nested deeper than this in a key argument are refused with
+ * a ValueError: a top-level tuple is level 1, a tuple in it level 2. */
+#define ALKEY_KEY_MAX_NESTING 64
+
 int alkey_oid_kind(const char *s, Py_ssize_t n);
 
 /* Length of the "alkey:<table>" prefix of a valid instance or table

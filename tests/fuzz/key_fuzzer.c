@@ -22,8 +22,9 @@
  *   14 set    15 frozenset: count values; unhashable ones skipped
  *
  * Checks: the plan built in two add_args calls is the plan built in one
- * (and a failing call leaves the plan as it was); only RecursionError
- * (near RECURSION_LIMIT levels) or MemoryError may come out; the readable
+ * (and a failing call leaves the plan as it was); a ValueError comes out
+ * exactly when containers nest deeper than ALKEY_KEY_MAX_NESTING, and
+ * nothing else may but MemoryError; the readable
  * key has one "/" per argument boundary and each segment has the shape
  * the spec gives its argument; the hashed key is the SHA-256 of the
  * readable one; finishing twice gives the same key; no reference count of
@@ -47,13 +48,12 @@
 #error "build with -DALKEY_FUZZ_PYTHON_HOME='\"sys.base_prefix\"'"
 #endif
 
-/* Containers deeper than MAX_DEPTH decode empty.  The encoder's time
- * grows with the cube of the nesting depth (inner() re-escapes every level
- * below), so deep inputs would only be timeouts; the interpreter's
- * recursion limit is lowered to RECURSION_LIMIT instead, so that the
- * encoder's RecursionError is still reached, cheaply. */
-#define MAX_DEPTH 40
-#define RECURSION_LIMIT 32
+/* Containers deeper than MAX_DEPTH decode empty: a few levels past the
+ * encoder's ALKEY_KEY_MAX_NESTING, so that its refusal is reached.  The
+ * interpreter's recursion limit stays above both, so that the encoder's
+ * own limit, not a RecursionError, is what deep inputs meet. */
+#define MAX_DEPTH 72
+#define RECURSION_LIMIT (MAX_DEPTH + 64)
 #define MAX_ARGS 64
 
 static alkey_state state;   /* zeroed: no resolver */
@@ -91,7 +91,6 @@ fail(const char *fmt, ...)
 typedef struct {
     const uint8_t *p;
     size_t n, i;
-    int depth;      /* deepest nesting decoded */
 } reader;
 
 static unsigned
@@ -178,9 +177,6 @@ decode(reader *r, int depth)
     size_t n;
     PyObject *o = NULL;
 
-    if (depth > r->depth) {
-        r->depth = depth;
-    }
     switch (op) {
     case 0:
         n = take(r, next_byte(r), &d);
@@ -474,15 +470,55 @@ check_segment(PyObject *arg, const char *seg, size_t n, size_t *slot,
     }
 }
 
-/* RecursionError only where the nesting nears the recursion limit. */
+/* How many containers deep o (borrowed) goes: a scalar 0, () 1. */
 static int
-allowed_error(int depth)
+nesting(PyObject *o)
+{
+    Py_ssize_t i;
+    int deepest = 0, d;
+
+    if (PyTuple_Check(o) || PyList_Check(o)) {
+        for (i = 0; i < PySequence_Fast_GET_SIZE(o); i++) {
+            d = nesting(PySequence_Fast_GET_ITEM(o, i));
+            deepest = d > deepest ? d : deepest;
+        }
+        return deepest + 1;
+    }
+    if (PyDict_Check(o)) {
+        PyObject *k, *v;
+
+        i = 0;
+        while (PyDict_Next(o, &i, &k, &v)) {
+            d = nesting(k);
+            deepest = d > deepest ? d : deepest;
+            d = nesting(v);
+            deepest = d > deepest ? d : deepest;
+        }
+        return deepest + 1;
+    }
+    if (PyAnySet_Check(o)) {
+        PyObject *k;
+        Py_hash_t h;
+
+        i = 0;
+        while (_PySet_NextEntry(o, &i, &k, &h)) {
+            d = nesting(k);
+            deepest = d > deepest ? d : deepest;
+        }
+        return deepest + 1;
+    }
+    return 0;
+}
+
+/* MemoryError anywhere; ValueError where containers nest too deep. */
+static int
+allowed_error(int deepest)
 {
     if (PyErr_ExceptionMatches(PyExc_MemoryError)) {
         return 1;
     }
-    return PyErr_ExceptionMatches(PyExc_RecursionError)
-           && depth >= RECURSION_LIMIT - 16;
+    return PyErr_ExceptionMatches(PyExc_ValueError)
+           && deepest > ALKEY_KEY_MAX_NESTING;
 }
 
 
@@ -520,7 +556,7 @@ same_plan(const alkey_keyplan *a, const alkey_keyplan *b)
 }
 
 static void
-check_key(PyObject *args, const alkey_keyplan *plan, int depth)
+check_key(PyObject *args, const alkey_keyplan *plan, int deepest)
 {
     char tokbuf[MAX_ARGS][32];
     const char *tokens[MAX_ARGS];
@@ -548,7 +584,7 @@ check_key(PyObject *args, const alkey_keyplan *plan, int depth)
     }
     key = alkey_keyplan_finish((alkey_keyplan *)plan, tokens, lens, 0);
     if (key == NULL) {
-        if (allowed_error(depth)) {
+        if (allowed_error(deepest)) {
             PyErr_Clear();
             return;
         }
@@ -611,13 +647,13 @@ check_key(PyObject *args, const alkey_keyplan *plan, int depth)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    reader r = {data, size, 0, 0};
+    reader r = {data, size, 0};
     alkey_keyplan whole, parts;
     PyObject *list, *args, *first, *second;
     refsnap before = {0}, after = {0};
     Py_ssize_t nargs, split;
     unsigned split_byte;
-    int rc_whole, rc1, rc2;
+    int rc_whole, rc1, rc2, deepest;
 
     cur_data = data;
     cur_size = size;
@@ -644,14 +680,18 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     first = slice(args, 0, split);
     second = slice(args, split, nargs);
     snap_walk(&before, args);
+    deepest = nesting(args) - 1;
 
     alkey_keyplan_init(&whole);
     rc_whole = alkey_keyplan_add_args(&whole, &state, args);
     if (rc_whole < 0) {
-        if (!allowed_error(r.depth)) {
-            fail("add_args failed at depth %d", r.depth);
+        if (!allowed_error(deepest)) {
+            fail("add_args failed at nesting depth %d", deepest);
         }
         PyErr_Clear();
+    }
+    else if (deepest > ALKEY_KEY_MAX_NESTING) {
+        fail("containers nested %d deep were keyed", deepest);
     }
 
     /* The same in two calls; a failing call leaves the plan as it was. */
@@ -687,7 +727,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(copy);
     }
     if (rc_whole == 0) {
-        check_key(args, &whole, r.depth);
+        check_key(args, &whole, deepest);
     }
     alkey_keyplan_free(&whole);
     alkey_keyplan_free(&parts);
