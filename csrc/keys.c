@@ -17,36 +17,47 @@ static const char HEX_LOWER[] = "0123456789abcdef";
 
 /* ---- byte classes ------------------------------------------------------ */
 
-static inline int
-is_alnum(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
-           || (c >= '0' && c <= '9');
-}
+/* What each byte is to the grammar and the escapes, one bit a class, so
+ * that a scan costs a load a byte:
+ *   BC_NAME      NAMECH: raw in a table or schema name
+ *   BC_VAL       VALCH: raw in a tagged primary-key value
+ *   BC_BYTES     raw in esc_all() (bytes values)
+ *   BC_ESC_TEXT  escaped by esc() (text)
+ *   BC_ESC_NAME  escaped by esc_name() (a type's names) */
+enum {
+    BC_NAME = 1,
+    BC_VAL = 2,
+    BC_BYTES = 4,
+    BC_ESC_TEXT = 8,
+    BC_ESC_NAME = 16,
+};
 
-/* NAMECH of the grammar: what a table or schema name may hold raw. */
-static inline int
-is_namech(unsigned char c)
-{
-    return is_alnum(c) || c == '_' || c == '$' || c == '-';
-}
+/* Raw everywhere: letters, digits, "-" and "_". */
+#define BC_PLAIN (BC_NAME | BC_VAL | BC_BYTES)
 
-/* VALCH of the grammar: what a tagged primary-key value may hold raw. */
-static inline int
-is_valch(unsigned char c)
-{
-    if (is_alnum(c)) {
-        return 1;
-    }
-    switch (c) {
-    case '-': case '_': case '.': case ':': case '@': case '+': case '=':
-    case '!': case '$': case '&': case '\'': case '(': case ')': case '*':
-    case ';':
-        return 1;
-    default:
-        return 0;
-    }
-}
+static const unsigned char BYTE_CLASS[256] = {
+    ['0' ... '9'] = BC_PLAIN,
+    ['A' ... 'Z'] = BC_PLAIN,
+    ['a' ... 'z'] = BC_PLAIN,
+    ['-'] = BC_PLAIN,
+    ['_'] = BC_PLAIN,
+    ['$'] = BC_NAME | BC_VAL,
+    ['.'] = BC_VAL | BC_BYTES | BC_ESC_NAME,
+    ['='] = BC_VAL | BC_ESC_NAME,
+    [':'] = BC_VAL,
+    ['@'] = BC_VAL,
+    ['+'] = BC_VAL,
+    ['!'] = BC_VAL,
+    ['&'] = BC_VAL,
+    ['\''] = BC_VAL,
+    ['('] = BC_VAL,
+    [')'] = BC_VAL,
+    ['*'] = BC_VAL,
+    [';'] = BC_VAL,
+    ['%'] = BC_ESC_TEXT | BC_ESC_NAME,
+    ['/'] = BC_ESC_TEXT | BC_ESC_NAME,
+    ['~'] = BC_ESC_TEXT | BC_ESC_NAME,
+};
 
 static inline int
 hex_upper_value(unsigned char c)
@@ -63,18 +74,18 @@ hex_upper_value(unsigned char c)
 
 /* ---- identifier grammar ------------------------------------------------ */
 
-/* Scans 1*( raw | pct ) where raw bytes satisfy allowed() and a pct escape
- * must name a byte that allowed() rejects, so that every text has exactly
+/* Scans 1*( raw | pct ) where raw bytes are of class raw and a pct escape
+ * must name a byte that is not, so that every text has exactly
  * one spelling.  min_len is 1 for names, 0 for values.  Returns the end of
  * the run, or NULL if it is not well formed. */
 static const unsigned char *
 scan_escaped(const unsigned char *p, const unsigned char *end,
-             int (*allowed)(unsigned char), size_t min_len)
+             unsigned char raw, size_t min_len)
 {
     const unsigned char *start = p;
 
     while (p < end) {
-        if (allowed(*p)) {
+        if (BYTE_CLASS[*p] & raw) {
             p++;
         }
         else if (*p == '%') {
@@ -85,7 +96,7 @@ scan_escaped(const unsigned char *p, const unsigned char *end,
             }
             hi = hex_upper_value(p[1]);
             lo = hex_upper_value(p[2]);
-            if (hi < 0 || lo < 0 || allowed((unsigned char)(hi * 16 + lo))) {
+            if (hi < 0 || lo < 0 || (BYTE_CLASS[hi * 16 + lo] & raw)) {
                 return NULL;
             }
             p += 3;
@@ -133,7 +144,7 @@ scan_part(const unsigned char *p, const unsigned char *end)
     if (end - p < 2 || p[1] != ':') {
         return NULL;
     }
-    return scan_escaped(p + 2, end, is_valch, 0);
+    return scan_escaped(p + 2, end, BC_VAL, 0);
 }
 
 int
@@ -155,12 +166,12 @@ alkey_oid_kind(const char *s, Py_ssize_t n)
         }
         return ALKEY_OID_NONE;
     }
-    p = scan_escaped(p, end, is_namech, 1);
+    p = scan_escaped(p, end, BC_NAME, 1);
     if (p == NULL) {
         return ALKEY_OID_NONE;
     }
     if (p < end && *p == '.') {
-        p = scan_escaped(p + 1, end, is_namech, 1);
+        p = scan_escaped(p + 1, end, BC_NAME, 1);
         if (p == NULL) {
             return ALKEY_OID_NONE;
         }
@@ -288,11 +299,11 @@ needs_escape(unsigned char c, esc_mode mode)
 {
     switch (mode) {
     case ESC_TEXT:
-        return c == '%' || c == '/' || c == '~';
+        return BYTE_CLASS[c] & BC_ESC_TEXT;
     case ESC_ALL:
-        return !(is_alnum(c) || c == '-' || c == '_' || c == '.');
+        return !(BYTE_CLASS[c] & BC_BYTES);
     default:
-        return c == '%' || c == '/' || c == '~' || c == '.' || c == '=';
+        return BYTE_CLASS[c] & BC_ESC_NAME;
     }
 }
 
