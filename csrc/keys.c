@@ -903,6 +903,38 @@ alkey_keyplan_free(alkey_keyplan *plan)
     alkey_keyplan_init(plan);
 }
 
+/* Makes room in plan for extra more slots.  Returns 0, or -1 with
+ * MemoryError. */
+static int
+reserve_slots(alkey_keyplan *plan, size_t extra)
+{
+    size_t cap;
+    alkey_slot *p;
+
+    if (extra <= plan->slots_cap - plan->nslots) {
+        return 0;
+    }
+    if (extra > (size_t)PY_SSIZE_T_MAX / sizeof(alkey_slot) - plan->nslots) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    cap = plan->slots_cap ? plan->slots_cap : 4;
+    while (cap < plan->nslots + extra) {
+        cap *= 2;
+    }
+    if (cap > (size_t)PY_SSIZE_T_MAX / sizeof(alkey_slot)) {
+        cap = plan->nslots + extra;
+    }
+    p = PyMem_Realloc(plan->slots, cap * sizeof(alkey_slot));
+    if (p == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    plan->slots = p;
+    plan->slots_cap = cap;
+    return 0;
+}
+
 /* Appends "<oid>~" to out and a slot for its token to plan; kind is what
  * alkey_oid_kind() says of oid. */
 static int
@@ -912,24 +944,9 @@ add_identifier(alkey_keyplan *plan, kbuf *out, const char *oid, size_t n,
     size_t off = out->len;
     alkey_slot *slot;
 
-    if (kb_put(out, oid, n) < 0 || kb_putc(out, '~') < 0) {
+    if (kb_put(out, oid, n) < 0 || kb_putc(out, '~') < 0
+        || reserve_slots(plan, 1) < 0) {
         return -1;
-    }
-    if (plan->nslots == plan->slots_cap) {
-        size_t cap = plan->slots_cap ? plan->slots_cap * 2 : 4;
-        alkey_slot *p;
-
-        if (cap > (size_t)PY_SSIZE_T_MAX / sizeof(alkey_slot)) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        p = PyMem_Realloc(plan->slots, cap * sizeof(alkey_slot));
-        if (p == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        plan->slots = p;
-        plan->slots_cap = cap;
     }
     slot = &plan->slots[plan->nslots++];
     slot->oid_off = off;
@@ -981,6 +998,9 @@ done:
     return rc;
 }
 
+/* The most alkey_keyplan_add_args() reserves before it knows. */
+#define KEY_GUESS_MAX ((size_t)1 << 20)
+
 /* Segments of successive calls are joined by "/" too, so adding a then b
  * is the same as adding a + b.  On failure the plan is left as it was. */
 int
@@ -1001,6 +1021,28 @@ alkey_keyplan_add_args(alkey_keyplan *plan, alkey_state *st, PyObject *args)
     seq = PySequence_Fast(args, "key arguments must be a tuple or list");
     if (seq == NULL) {
         goto done;
+    }
+    /* Room, in one growth each, for what a call of identifiers and short
+     * strs needs: a slot per argument at most, a str's length and its
+     * "~" and "/".  Only a guess (and at most KEY_GUESS_MAX) for other
+     * arguments. */
+    {
+        Py_ssize_t nargs = PySequence_Fast_GET_SIZE(seq);
+        size_t guess = 0;
+
+        for (i = 0; i < nargs && guess < KEY_GUESS_MAX; i++) {
+            PyObject *arg = PySequence_Fast_GET_ITEM(seq, i);
+
+            guess += PyUnicode_Check(arg)
+                     ? (size_t)PyUnicode_GET_LENGTH(arg) + 2 : 8;
+        }
+        if (guess > KEY_GUESS_MAX) {
+            guess = KEY_GUESS_MAX;
+        }
+        if (reserve_slots(plan, (size_t)nargs) < 0
+            || kb_reserve(&out, guess) < 0) {
+            goto done;
+        }
     }
     /* Held: the resolver may be replaced while it runs. */
     resolver = Py_XNewRef(st->resolver);
