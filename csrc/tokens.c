@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -270,16 +271,28 @@ reply_problem(lookup_result *res, const redisReply *r, const char *what)
     }
 }
 
+/* The arrays of a lookup of up to about 16 keys live on the stack: a heap
+ * block that size costs glibc more than the rest of the lookup's own
+ * work. */
+#define LOOKUP_INLINE 3072
+
 /* Looks up n tokens on one connection.  Runs WITHOUT the GIL: touches only
  * C buffers and the raw allocator.  On LOOKUP_OK, ts holds every token. */
 static void
 lookup(alkey_conn *conn, Py_ssize_t n, const char *const *keys,
-       const size_t *keylens, const char *ttl, tokenset *ts,
+       const size_t *keylens, long ttl, tokenset *ts,
        lookup_result *res)
 {
-    const char **argv = NULL;
-    size_t *argvlen = NULL;
-    alkey_cmd *cmds = NULL;
+    union {
+        max_align_t align;
+        char bytes[LOOKUP_INLINE];
+    } inline_block;
+    void *block = NULL;
+    size_t block_size;
+    char ttlbuf[32];
+    const char **argv;
+    size_t *argvlen;
+    alkey_cmd *cmds;
     redisReply **replies = NULL;
     redisReply *first = NULL;
     char *fresh = NULL;
@@ -287,20 +300,31 @@ lookup(alkey_conn *conn, Py_ssize_t n, const char *const *keys,
     size_t nargs;
 
     res->status = LOOKUP_OK;
-    if (n >= INT_MAX / 8) {
+    if (n >= INT_MAX / 8 || (size_t)n >= SIZE_MAX / 256) {
         res->status = LOOKUP_NOMEM;
         return;
     }
-    /* Room for MGET + n keys, then m SETs of 7 words and MGET + m keys. */
+    /* One block: n + 1 commands; room for MGET + n keys, then m SETs of 6
+     * words and MGET + m keys; n + 1 replies.  (Each array's size keeps
+     * the next one aligned.) */
     nargs = (size_t)n * 8 + 2;
-    argv = PyMem_RawMalloc(sizeof(char *) * nargs);
-    argvlen = PyMem_RawMalloc(sizeof(size_t) * nargs);
-    cmds = PyMem_RawMalloc(sizeof(alkey_cmd) * ((size_t)n + 1));
-    replies = PyMem_RawCalloc((size_t)n + 1, sizeof(redisReply *));
-    if (argv == NULL || argvlen == NULL || cmds == NULL || replies == NULL) {
-        res->status = LOOKUP_NOMEM;
-        goto done;
+    block_size = sizeof(alkey_cmd) * ((size_t)n + 1)
+                 + (sizeof(char *) + sizeof(size_t)) * nargs
+                 + sizeof(redisReply *) * ((size_t)n + 1);
+    if (block_size <= sizeof(inline_block)) {
+        cmds = (alkey_cmd *)inline_block.bytes;
     }
+    else {
+        cmds = block = PyMem_RawMalloc(block_size);
+        if (block == NULL) {
+            res->status = LOOKUP_NOMEM;
+            goto done;
+        }
+    }
+    argv = (const char **)(cmds + n + 1);
+    argvlen = (size_t *)(argv + nargs);
+    replies = (redisReply **)(argvlen + nargs);
+    memset(replies, 0, sizeof(redisReply *) * ((size_t)n + 1));
     argv[0] = "MGET";
     argvlen[0] = 4;
     for (i = 0; i < n; i++) {
@@ -333,6 +357,7 @@ lookup(alkey_conn *conn, Py_ssize_t n, const char *const *keys,
             res->status = LOOKUP_NOMEM;
             goto done;
         }
+        snprintf(ttlbuf, sizeof(ttlbuf), "%ld", ttl);
         for (i = 0, j = 0; i < n; i++) {
             if (first->element[i]->type != REDIS_REPLY_NIL) {
                 continue;
@@ -351,7 +376,7 @@ lookup(alkey_conn *conn, Py_ssize_t n, const char *const *keys,
             argvlen[a++] = ALKEY_TOKEN_LEN;
             argv[a] = "NX"; argvlen[a++] = 2;
             argv[a] = "EX"; argvlen[a++] = 2;
-            argv[a] = ttl; argvlen[a++] = strlen(ttl);
+            argv[a] = ttlbuf; argvlen[a++] = strlen(ttlbuf);
             j++;
         }
         cmds[m].argv = argv + a;
@@ -426,10 +451,7 @@ done:
         }
     }
     PyMem_RawFree(fresh);
-    PyMem_RawFree(argv);
-    PyMem_RawFree(argvlen);
-    PyMem_RawFree(cmds);
-    PyMem_RawFree(replies);
+    PyMem_RawFree(block);
 }
 
 /* Looks up the tokens of n keys through a native client.  GIL held on
@@ -442,16 +464,14 @@ native_tokens(alkey_client *client, alkey_state *st, Py_ssize_t n,
 {
     alkey_conn *conn;
     lookup_result res;
-    char ttlbuf[32];
 
-    snprintf(ttlbuf, sizeof(ttlbuf), "%ld", ttl);
     conn = alkey_client_acquire(client, st);
     if (conn == NULL) {
         return -1;
     }
     memset(&res, 0, sizeof(res));
     Py_BEGIN_ALLOW_THREADS
-    lookup(conn, n, keys, keylens, ttlbuf, ts, &res);
+    lookup(conn, n, keys, keylens, ttl, ts, &res);
     Py_END_ALLOW_THREADS
     switch (res.status) {
     case LOOKUP_OK:
