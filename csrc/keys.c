@@ -4,6 +4,7 @@
  * the comments here only say why the code is shaped the way it is. */
 #include "keys.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -1074,162 +1075,144 @@ done:
 
 /* ---- joining and hashing ----------------------------------------------- */
 
-/* Where the joined key goes: a byte buffer sized in advance, or a digest. */
-typedef int (*emit_fn)(void *ctx, const char *p, size_t n);
-
+/* True if none of the n bytes at s has its high bit set; a word at a
+ * time, since a key is mostly tokens and identifiers. */
 static int
-emit_copy(void *ctx, const char *p, size_t n)
+is_ascii(const char *s, size_t n)
 {
-    kbuf *b = ctx;
+    uint64_t acc = 0, word;
+    size_t i = 0;
 
-    /* The buffer was sized from the same pieces: this cannot overflow. */
-    if (n > 0) {
-        memcpy(b->p + b->len, p, n);
-        b->len += n;
+    if (n < 8) {
+        for (; i < n; i++) {
+            acc |= (unsigned char)s[i];
+        }
+        return (acc & 0x80) == 0;
     }
-    return 0;
+    for (; i + 8 <= n; i += 8) {
+        memcpy(&word, s + i, 8);
+        acc |= word;
+    }
+    /* The tail as the last 8 bytes, some of them read twice. */
+    memcpy(&word, s + n - 8, 8);
+    acc |= word;
+    return (acc & UINT64_C(0x8080808080808080)) == 0;
 }
 
-static int
-emit_digest(void *ctx, const char *p, size_t n)
+/* The length of the key, or (size_t)-1 (MemoryError set) when it could
+ * not be a str; *ascii tells whether all of it is ASCII. */
+static size_t
+key_size(const alkey_keyplan *plan, const alkey_slot_token *tokens,
+         int *ascii)
 {
-    if (n > 0 && EVP_DigestUpdate((EVP_MD_CTX *)ctx, p, n) != 1) {
-        PyErr_SetString(PyExc_RuntimeError, "SHA-256 update failed");
-        return -1;
+    size_t total = plan->len, i;
+    int j;
+
+    *ascii = is_ascii(plan->buf != NULL ? plan->buf : "", plan->len);
+    for (i = 0; i < plan->nslots; i++) {
+        const alkey_slot_token *t = &tokens[i];
+
+        assert(t->n >= 1 && t->n <= ALKEY_TOKEN_MAX_PARTS);
+        for (j = 0; j < t->n; j++) {
+            /* A part and the "." before it. */
+            if (t->len[j] >= (size_t)PY_SSIZE_T_MAX - total) {
+                PyErr_NoMemory();
+                return (size_t)-1;
+            }
+            total += t->len[j] + (j > 0);
+            if (*ascii && !is_ascii(t->part[j], t->len[j])) {
+                *ascii = 0;
+            }
+        }
     }
-    return 0;
+    return total;
 }
 
-/* Emits esc(token) as runs of plain bytes between escapes. */
-static int
-emit_token(emit_fn emit, void *ctx, const char *s, size_t n)
+/* Writes the key to o, which has room for key_size() bytes: the plan's
+ * text with each slot's token parts, joined by ".", in its hole. */
+static void
+write_key(const alkey_keyplan *plan, const alkey_slot_token *tokens, char *o)
 {
-    size_t i, run = 0;
-
-    for (i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        char pct[3];
-
-        if (!needs_escape(c, ESC_TEXT)) {
-            continue;
-        }
-        if (emit(ctx, s + run, i - run) < 0) {
-            return -1;
-        }
-        pct[0] = '%';
-        pct[1] = HEX_UPPER[c >> 4];
-        pct[2] = HEX_UPPER[c & 15];
-        if (emit(ctx, pct, 3) < 0) {
-            return -1;
-        }
-        run = i + 1;
-    }
-    return emit(ctx, s + run, n - run);
-}
-
-static int
-emit_key(const alkey_keyplan *plan, const char *const *tokens,
-         const size_t *token_lens, emit_fn emit, void *ctx)
-{
-    const char *buf = plan->buf != NULL ? plan->buf : "";
     size_t i, pos = 0;
+    int j;
 
     for (i = 0; i < plan->nslots; i++) {
+        const alkey_slot_token *t = &tokens[i];
         size_t at = plan->slots[i].insert_at;
 
-        if (emit(ctx, buf + pos, at - pos) < 0
-            || emit_token(emit, ctx, tokens[i], token_lens[i]) < 0) {
-            return -1;
+        memcpy(o, plan->buf + pos, at - pos);
+        o += at - pos;
+        for (j = 0; j < t->n; j++) {
+            if (j > 0) {
+                *o++ = '.';
+            }
+            memcpy(o, t->part[j], t->len[j]);
+            o += t->len[j];
         }
         pos = at;
     }
-    return emit(ctx, buf + pos, plan->len - pos);
+    if (plan->len > pos) {
+        memcpy(o, plan->buf + pos, plan->len - pos);
+    }
 }
 
-/* The readable key as a new str. */
+/* The lowercase hex SHA-256 of the n bytes at p, as a new str. */
 static PyObject *
-finish_text(const alkey_keyplan *plan, const char *const *tokens,
-            const size_t *token_lens)
+hex_sha256(const char *p, size_t n)
 {
-    kbuf key = {NULL, 0, 0};
-    size_t total = plan->len, i;
-    PyObject *result = NULL;
-
-    if (plan->nslots == 0) {
-        return PyUnicode_DecodeUTF8(plan->buf ? plan->buf : "",
-                                    (Py_ssize_t)plan->len, NULL);
-    }
-    for (i = 0; i < plan->nslots; i++) {
-        size_t n = token_lens[i];
-        size_t count = count_escapes(tokens[i], n, ESC_TEXT);
-
-        if (n > (size_t)PY_SSIZE_T_MAX - total
-            || count > ((size_t)PY_SSIZE_T_MAX - total - n) / 2) {
-            PyErr_NoMemory();
-            goto done;
-        }
-        total += n + 2 * count;
-    }
-    if (kb_reserve(&key, total ? total : 1) < 0) {
-        goto done;
-    }
-    if (emit_key(plan, tokens, token_lens, emit_copy, &key) < 0) {
-        goto done;
-    }
-    assert(key.len == total);
-    result = PyUnicode_DecodeUTF8(key.p, (Py_ssize_t)key.len, NULL);
-done:
-    kb_free(&key);
-    return result;
-}
-
-/* The hashed key: lowercase hex SHA-256 of the readable key's UTF-8,
- * digested piece by piece so that the key itself is never built. */
-static PyObject *
-finish_hashed(const alkey_keyplan *plan, const char *const *tokens,
-              const size_t *token_lens)
-{
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     unsigned char digest[EVP_MAX_MD_SIZE];
     unsigned int digest_len = 0, i;
     char hex[2 * SHA256_LEN];
-    PyObject *result = NULL;
 
-    if (ctx == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
-        PyErr_SetString(PyExc_RuntimeError, "SHA-256 is not available");
-        goto done;
-    }
-    if (emit_key(plan, tokens, token_lens, emit_digest, ctx) < 0) {
-        goto done;
-    }
-    if (EVP_DigestFinal_ex(ctx, digest, &digest_len) != 1
+    if (EVP_Digest(p, n, digest, &digest_len, EVP_sha256(), NULL) != 1
         || digest_len != SHA256_LEN) {
         PyErr_SetString(PyExc_RuntimeError, "SHA-256 failed");
-        goto done;
+        return NULL;
     }
     for (i = 0; i < SHA256_LEN; i++) {
         hex[2 * i] = HEX_LOWER[digest[i] >> 4];
         hex[2 * i + 1] = HEX_LOWER[digest[i] & 15];
     }
-    result = PyUnicode_FromStringAndSize(hex, sizeof(hex));
-done:
-    EVP_MD_CTX_free(ctx);
-    return result;
+    return PyUnicode_FromStringAndSize(hex, sizeof(hex));
 }
 
-/* Borrows plan and the tokens; the plan stays usable. */
+/* Borrows plan and the tokens; the plan stays usable.  An ASCII key (the
+ * usual one: identifiers, tokens, ASCII text) is written straight into
+ * the str; any other is written to a buffer and decoded, as is the text
+ * a hashed key digests. */
 PyObject *
-alkey_keyplan_finish(alkey_keyplan *plan, const char *const *tokens,
-                     const size_t *token_lens, int hashed)
+alkey_keyplan_finish(alkey_keyplan *plan, const alkey_slot_token *tokens,
+                     int hashed)
 {
-    if (hashed) {
-        return finish_hashed(plan, tokens, token_lens);
+    kbuf key = {NULL, 0, 0};
+    PyObject *result = NULL;
+    size_t total;
+    int ascii;
+
+    total = key_size(plan, tokens, &ascii);
+    if (total == (size_t)-1) {
+        return NULL;
     }
-    return finish_text(plan, tokens, token_lens);
+    if (ascii && !hashed) {
+        result = PyUnicode_New((Py_ssize_t)total, 127);
+        if (result != NULL) {
+            write_key(plan, tokens, (char *)PyUnicode_1BYTE_DATA(result));
+        }
+        return result;
+    }
+    if (kb_reserve(&key, total ? total : 1) < 0) {
+        return NULL;
+    }
+    write_key(plan, tokens, key.p);
+    key.len = total;
+    if (hashed) {
+        result = hex_sha256(key.p, key.len);
+    }
+    else {
+        result = PyUnicode_DecodeUTF8(key.p, (Py_ssize_t)key.len, NULL);
+    }
+    kb_free(&key);
+    return result;
 }
 
 
@@ -1311,8 +1294,9 @@ alkey_py_encode_key(PyObject *module, PyObject *const *args,
     alkey_keyplan plan;
     alkey_state *st;
     PyObject *seq = NULL, *result = NULL;
-    const char **tokens = NULL;
-    size_t *lens = NULL;
+    alkey_slot_token *tokens = NULL;
+    size_t *offs = NULL;
+    kbuf text = {NULL, 0, 0};
     Py_ssize_t i, n;
     int hashed = 0;
 
@@ -1356,16 +1340,17 @@ alkey_py_encode_key(PyObject *module, PyObject *const *args,
                      plan.nslots, n);
         goto done;
     }
-    tokens = PyMem_New(const char *, n ? (size_t)n : 1);
-    lens = PyMem_New(size_t, n ? (size_t)n : 1);
-    if (tokens == NULL || lens == NULL) {
+    tokens = PyMem_New(alkey_slot_token, n ? (size_t)n : 1);
+    offs = PyMem_New(size_t, n ? (size_t)n : 1);
+    if (tokens == NULL || offs == NULL || kb_reserve(&text, 1) < 0) {
         PyErr_NoMemory();
         goto done;
     }
-    /* Borrowed UTF-8 buffers: seq holds the strs and nothing below runs
-     * Python code. */
+    /* esc() of every token, one after the other in text; pointed to once
+     * text stops moving. */
     for (i = 0; i < n; i++) {
         PyObject *tok = PySequence_Fast_GET_ITEM(seq, i);
+        const char *s;
         Py_ssize_t len;
 
         if (!PyUnicode_Check(tok)) {
@@ -1374,16 +1359,27 @@ alkey_py_encode_key(PyObject *module, PyObject *const *args,
                          i, Py_TYPE(tok)->tp_name);
             goto done;
         }
-        tokens[i] = PyUnicode_AsUTF8AndSize(tok, &len);
-        if (tokens[i] == NULL) {
+        s = PyUnicode_AsUTF8AndSize(tok, &len);
+        if (s == NULL) {
             goto done;
         }
-        lens[i] = (size_t)len;
+        offs[i] = text.len;
+        if (kb_escape(&text, s, (size_t)len, ESC_TEXT) < 0) {
+            goto done;
+        }
     }
-    result = alkey_keyplan_finish(&plan, tokens, lens, hashed);
+    for (i = 0; i < n; i++) {
+        size_t end = i + 1 < n ? offs[i + 1] : text.len;
+
+        tokens[i].n = 1;
+        tokens[i].part[0] = text.p + offs[i];
+        tokens[i].len[0] = end - offs[i];
+    }
+    result = alkey_keyplan_finish(&plan, tokens, hashed);
 done:
     PyMem_Free(tokens);
-    PyMem_Free(lens);
+    PyMem_Free(offs);
+    kb_free(&text);
     Py_XDECREF(seq);
     alkey_keyplan_free(&plan);
     return result;

@@ -1,16 +1,19 @@
-"""The readable form of container arguments (issue 6): each element nested
-in a tuple, list, set or dict is written as ``<len>:<enc>``, its byte
-length and its own encoding, never escaped again; containers nest 64 deep
-at most."""
+"""The readable key: container arguments (issue 6), where each element
+nested in a tuple, list, set or dict is written as ``<len>:<enc>``, its
+byte length and its own encoding, never escaped again, 64 levels deep at
+most; and the tokens the key builder puts in (issue 5), escaped once."""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from typing import Any
 
 import pytest
 
 from alkey import _native
+from alkey.cache import CacheKeyGenerator, get_token, set_token
+from alkey.constants import TOKEN_NAMESPACE
 
 
 def key(*args: Any) -> str:
@@ -116,3 +119,66 @@ def test_a_self_referencing_list_is_refused_at_the_limit():
     loop.append(loop)
     with pytest.raises(ValueError, match='nested more than 64 deep'):
         key(loop)
+
+
+# --------------------------------------------------------------------------
+# Tokens in the key (issue 5): escaped once, when read from Redis
+
+
+def stored(server: Any, oid: str) -> str:
+    return server.admin.get(f'{TOKEN_NAMESPACE}:{oid}')
+
+
+def test_a_hand_set_token_is_escaped_once_in_the_key(server, client, kg):
+    set_token(client, 'alkey:users#1', 'a%b/c~d.e f\x00\u00e9')
+    key = kg('alkey:users#1')
+    epochs = f"{stored(server, 'alkey:users#!')}.{stored(server, 'alkey:*#!')}"
+    assert key == f'alkey:users#1~a%25b%2Fc%7Ed%2Ee%20f%00%C3%A9.{epochs}'
+    # What get_token reads back is unchanged: only "%" and bytes outside
+    # printable ASCII are escaped there.
+    assert get_token(client, 'alkey:users#1') == 'a%25b/c~d.e%20f%00%C3%A9'
+
+
+def test_each_slot_folds_in_its_own_tables_epoch(server, kg):
+    args = ('alkey:users#1', 'alkey:tags#s:a', 'alkey:users#2', 'alkey:tags#*',
+            'alkey:*#!', 'alkey:public.users#3', 'alkey:users#!')
+    key = kg(*args)
+    users, tags = stored(server, 'alkey:users#!'), stored(server, 'alkey:tags#!')
+    public, world = stored(server, 'alkey:public.users#!'), stored(server, 'alkey:*#!')
+    own = {oid: stored(server, oid) for oid in args}
+    assert key.split('/') == [
+        f"alkey:users#1~{own['alkey:users#1']}.{users}.{world}",
+        f"alkey:tags#s:a~{own['alkey:tags#s:a']}.{tags}.{world}",
+        f"alkey:users#2~{own['alkey:users#2']}.{users}.{world}",
+        f"alkey:tags#*~{own['alkey:tags#*']}.{world}",
+        f'alkey:*#!~{world}',
+        f"alkey:public.users#3~{own['alkey:public.users#3']}.{public}.{world}",
+        f'alkey:users#!~{users}',
+    ]
+
+
+@pytest.mark.parametrize('count', [1, 16, 17, 40, 300])
+def test_calls_of_any_size_read_every_token_once(server, kg, count):
+    # Small calls keep their arrays on the stack, large ones on the heap.
+    args = [f'alkey:t{i % 7}#{i}' for i in range(count)]
+    key = kg(*args, 'tail')
+    server.reset_stats()
+    assert kg(*args, 'tail') == key
+    assert server.command_counts() == {'mget': 1}
+    world = stored(server, 'alkey:*#!')
+    for oid, segment in zip(args, key.split('/')):
+        table = oid.split('#')[0]
+        assert segment == f"{oid}~{stored(server, oid)}.{stored(server, table + '#!')}.{world}"
+    assert key.endswith('/tail')
+
+
+def test_keys_with_text_beyond_ascii_are_built_and_hashed_alike(client, kg):
+    hashed = CacheKeyGenerator(client, hash_keys=True)
+    for args in [('é', 'alkey:users#1'), ('alkey:users#1', ('\U0001f600',)),
+                 ('x', 'alkey:users#1'), ('é',), ()]:
+        key = kg(*args)
+        assert hashed(*args) == hashlib.sha256(key.encode('utf-8')).hexdigest()
+    assert kg('é', 'alkey:users#1').startswith('é/alkey:users#1~')
+    assert kg('alkey:users#1', ('\U0001f600',)).endswith('/~t(4:\U0001f600)')
+    assert kg() == ''
+    assert _native.encode_key(['alkey:users#1', 'é'], ['t/é']) == 'alkey:users#1~t%2Fé/é'

@@ -410,7 +410,8 @@ expected_tag(PyObject *o)
     return 's';
 }
 
-/* The segment of one top-level argument in the readable key. */
+/* The segment of one top-level argument in the readable key; tokens[i]
+ * is slot i's token as the key must show it. */
 static void
 check_segment(PyObject *arg, const char *seg, size_t n, size_t *slot,
               size_t nslots, const char *const *tokens, const size_t *lens)
@@ -449,14 +450,15 @@ check_segment(PyObject *arg, const char *seg, size_t n, size_t *slot,
             fail("out of memory");
         }
         if (alkey_oid_kind(s, len) != ALKEY_OID_NONE) {
-            /* <oid> "~" esc(token) */
+            /* <oid> "~" <token> */
             if (*slot >= nslots) {
                 fail("the identifier %s has no slot", s);
             }
             memcpy(want, s, (size_t)len);
             wlen = (size_t)len;
             want[wlen++] = '~';
-            put_esc(want, &wlen, tokens[*slot], lens[*slot]);
+            memcpy(want + wlen, tokens[*slot], lens[*slot]);
+            wlen += lens[*slot];
             (*slot)++;
         }
         else {
@@ -558,7 +560,8 @@ same_plan(const alkey_keyplan *a, const alkey_keyplan *b)
 static void
 check_key(PyObject *args, const alkey_keyplan *plan, int deepest)
 {
-    char tokbuf[MAX_ARGS][32];
+    char tokbuf[MAX_ARGS][32], shown[MAX_ARGS][3 * 32 + 2];
+    alkey_slot_token toks[MAX_ARGS];
     const char *tokens[MAX_ARGS];
     size_t lens[MAX_ARGS], i, slot = 0;
     PyObject *key, *again, *hashed;
@@ -573,8 +576,22 @@ check_key(PyObject *args, const alkey_keyplan *plan, int deepest)
         fail("%zu slots for %zd arguments", plan->nslots, nargs);
     }
     for (i = 0; i < plan->nslots; i++) {
-        lens[i] = token_for_slot(i, tokbuf[i], sizeof(tokbuf[i]));
-        tokens[i] = tokbuf[i];
+        /* In key form (esc()), and in two parts in odd slots, as a slot's
+         * token and its epochs are: shown joined by ".". */
+        lens[i] = 0;
+        put_esc(shown[i], &lens[i], tokbuf[i],
+                token_for_slot(i, tokbuf[i], sizeof(tokbuf[i])));
+        toks[i].n = 1;
+        toks[i].part[0] = shown[i];
+        toks[i].len[0] = lens[i];
+        if (i % 2 == 1) {
+            toks[i].n = 2;
+            toks[i].part[1] = "E";
+            toks[i].len[1] = 1;
+            memcpy(shown[i] + lens[i], ".E", 2);
+            lens[i] += 2;
+        }
+        tokens[i] = shown[i];
         if (plan->slots[i].kind == ALKEY_OID_NONE
             || plan->slots[i].kind != alkey_oid_kind(
                    plan->buf + plan->slots[i].oid_off,
@@ -582,7 +599,7 @@ check_key(PyObject *args, const alkey_keyplan *plan, int deepest)
             fail("slot %zu has kind %d", i, plan->slots[i].kind);
         }
     }
-    key = alkey_keyplan_finish((alkey_keyplan *)plan, tokens, lens, 0);
+    key = alkey_keyplan_finish((alkey_keyplan *)plan, toks, 0);
     if (key == NULL) {
         if (allowed_error(deepest)) {
             PyErr_Clear();
@@ -620,12 +637,12 @@ check_key(PyObject *args, const alkey_keyplan *plan, int deepest)
         fail("%zd segments and %zu slots for %zd arguments and %zu slots: %s",
              seg, slot, nargs, plan->nslots, k);
     }
-    again = alkey_keyplan_finish((alkey_keyplan *)plan, tokens, lens, 0);
+    again = alkey_keyplan_finish((alkey_keyplan *)plan, toks, 0);
     if (again == NULL || PyUnicode_Compare(key, again) != 0) {
         fail("a second finish gave another key");
     }
     Py_DECREF(again);
-    hashed = alkey_keyplan_finish((alkey_keyplan *)plan, tokens, lens, 1);
+    hashed = alkey_keyplan_finish((alkey_keyplan *)plan, toks, 1);
     if (hashed == NULL) {
         fail("hashed finish failed");
     }
