@@ -4,6 +4,7 @@
  * the comments here only say why the code is shaped the way it is. */
 #include "keys.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,36 +18,47 @@ static const char HEX_LOWER[] = "0123456789abcdef";
 
 /* ---- byte classes ------------------------------------------------------ */
 
-static inline int
-is_alnum(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
-           || (c >= '0' && c <= '9');
-}
+/* What each byte is to the grammar and the escapes, one bit a class, so
+ * that a scan costs a load a byte:
+ *   BC_NAME      NAMECH: raw in a table or schema name
+ *   BC_VAL       VALCH: raw in a tagged primary-key value
+ *   BC_BYTES     raw in esc_all() (bytes values)
+ *   BC_ESC_TEXT  escaped by esc() (text)
+ *   BC_ESC_NAME  escaped by esc_name() (a type's names) */
+enum {
+    BC_NAME = 1,
+    BC_VAL = 2,
+    BC_BYTES = 4,
+    BC_ESC_TEXT = 8,
+    BC_ESC_NAME = 16,
+};
 
-/* NAMECH of the grammar: what a table or schema name may hold raw. */
-static inline int
-is_namech(unsigned char c)
-{
-    return is_alnum(c) || c == '_' || c == '$' || c == '-';
-}
+/* Raw everywhere: letters, digits, "-" and "_". */
+#define BC_PLAIN (BC_NAME | BC_VAL | BC_BYTES)
 
-/* VALCH of the grammar: what a tagged primary-key value may hold raw. */
-static inline int
-is_valch(unsigned char c)
-{
-    if (is_alnum(c)) {
-        return 1;
-    }
-    switch (c) {
-    case '-': case '_': case '.': case ':': case '@': case '+': case '=':
-    case '!': case '$': case '&': case '\'': case '(': case ')': case '*':
-    case ';':
-        return 1;
-    default:
-        return 0;
-    }
-}
+static const unsigned char BYTE_CLASS[256] = {
+    ['0' ... '9'] = BC_PLAIN,
+    ['A' ... 'Z'] = BC_PLAIN,
+    ['a' ... 'z'] = BC_PLAIN,
+    ['-'] = BC_PLAIN,
+    ['_'] = BC_PLAIN,
+    ['$'] = BC_NAME | BC_VAL,
+    ['.'] = BC_VAL | BC_BYTES | BC_ESC_NAME,
+    ['='] = BC_VAL | BC_ESC_NAME,
+    [':'] = BC_VAL,
+    ['@'] = BC_VAL,
+    ['+'] = BC_VAL,
+    ['!'] = BC_VAL,
+    ['&'] = BC_VAL,
+    ['\''] = BC_VAL,
+    ['('] = BC_VAL,
+    [')'] = BC_VAL,
+    ['*'] = BC_VAL,
+    [';'] = BC_VAL,
+    ['%'] = BC_ESC_TEXT | BC_ESC_NAME,
+    ['/'] = BC_ESC_TEXT | BC_ESC_NAME,
+    ['~'] = BC_ESC_TEXT | BC_ESC_NAME,
+};
 
 static inline int
 hex_upper_value(unsigned char c)
@@ -63,18 +75,18 @@ hex_upper_value(unsigned char c)
 
 /* ---- identifier grammar ------------------------------------------------ */
 
-/* Scans 1*( raw | pct ) where raw bytes satisfy allowed() and a pct escape
- * must name a byte that allowed() rejects, so that every text has exactly
+/* Scans 1*( raw | pct ) where raw bytes are of class raw and a pct escape
+ * must name a byte that is not, so that every text has exactly
  * one spelling.  min_len is 1 for names, 0 for values.  Returns the end of
  * the run, or NULL if it is not well formed. */
 static const unsigned char *
 scan_escaped(const unsigned char *p, const unsigned char *end,
-             int (*allowed)(unsigned char), size_t min_len)
+             unsigned char raw, size_t min_len)
 {
     const unsigned char *start = p;
 
     while (p < end) {
-        if (allowed(*p)) {
+        if (BYTE_CLASS[*p] & raw) {
             p++;
         }
         else if (*p == '%') {
@@ -85,7 +97,7 @@ scan_escaped(const unsigned char *p, const unsigned char *end,
             }
             hi = hex_upper_value(p[1]);
             lo = hex_upper_value(p[2]);
-            if (hi < 0 || lo < 0 || allowed((unsigned char)(hi * 16 + lo))) {
+            if (hi < 0 || lo < 0 || (BYTE_CLASS[hi * 16 + lo] & raw)) {
                 return NULL;
             }
             p += 3;
@@ -133,7 +145,7 @@ scan_part(const unsigned char *p, const unsigned char *end)
     if (end - p < 2 || p[1] != ':') {
         return NULL;
     }
-    return scan_escaped(p + 2, end, is_valch, 0);
+    return scan_escaped(p + 2, end, BC_VAL, 0);
 }
 
 int
@@ -155,12 +167,12 @@ alkey_oid_kind(const char *s, Py_ssize_t n)
         }
         return ALKEY_OID_NONE;
     }
-    p = scan_escaped(p, end, is_namech, 1);
+    p = scan_escaped(p, end, BC_NAME, 1);
     if (p == NULL) {
         return ALKEY_OID_NONE;
     }
     if (p < end && *p == '.') {
-        p = scan_escaped(p + 1, end, is_namech, 1);
+        p = scan_escaped(p + 1, end, BC_NAME, 1);
         if (p == NULL) {
             return ALKEY_OID_NONE;
         }
@@ -275,24 +287,24 @@ kb_putc(kbuf *b, char c)
 
 /* ---- escapes ----------------------------------------------------------- */
 
-/* The escapes of the spec: esc() of text, esc_all() of bytes, inner() of
- * an element nested in a container, and esc_name() of the module and
- * qualified name of a type (which also escapes "." and "=" so that
- * module "a.b" + class "C" and module "a" + class "b.C" differ). */
-typedef enum { ESC_TEXT, ESC_ALL, ESC_INNER, ESC_NAME } esc_mode;
+/* The escapes of the spec: esc() of text, esc_all() of bytes, and
+ * esc_name() of the module and qualified name of a type (which also
+ * escapes "." and "=" so that module "a.b" + class "C" and module "a" +
+ * class "b.C" differ).  Only leaves are escaped: an element nested in a
+ * container is delimited by its length (put_element), never escaped
+ * again. */
+typedef enum { ESC_TEXT, ESC_ALL, ESC_NAME } esc_mode;
 
 static inline int
 needs_escape(unsigned char c, esc_mode mode)
 {
     switch (mode) {
     case ESC_TEXT:
-        return c == '%' || c == '/' || c == '~';
+        return BYTE_CLASS[c] & BC_ESC_TEXT;
     case ESC_ALL:
-        return !(is_alnum(c) || c == '-' || c == '_' || c == '.');
-    case ESC_NAME:
-        return c == '%' || c == '/' || c == '~' || c == '.' || c == '=';
+        return !(BYTE_CLASS[c] & BC_BYTES);
     default:
-        return c == '%' || c == ',' || c == '(' || c == ')' || c == ':';
+        return BYTE_CLASS[c] & BC_ESC_NAME;
     }
 }
 
@@ -346,7 +358,7 @@ kb_escape(kbuf *b, const char *s, size_t n, esc_mode mode)
 /* ---- value encoding ---------------------------------------------------- */
 
 static int encode_value(kbuf *out, PyObject *obj, PyObject *resolver,
-                        PyObject *container, PyObject **oid);
+                        PyObject *container, int depth, PyObject **oid);
 
 /* A str that has no UTF-8 form (lone surrogates), called with the
  * UnicodeEncodeError of PyUnicode_AsUTF8AndSize() set: "~x" + esc_all of
@@ -578,17 +590,82 @@ done:
     return rc;
 }
 
-/* tuple / list: "~t(" or "~l(" + the inner() of each element joined by
+/* Refuses a container (borrowed) inside depth others when that is more
+ * than ALKEY_KEY_MAX_NESTING levels: the limit keeps the encoder's
+ * recursion, and the copies of put_element(), bounded whatever the
+ * input. */
+static int
+check_nesting(PyObject *container, int depth)
+{
+    if (depth < ALKEY_KEY_MAX_NESTING) {
+        return 0;
+    }
+    PyErr_Format(PyExc_ValueError,
+                 "cannot key containers nested more than %d deep (a %.200s "
+                 "at level %d): flatten the value, or pass its parts as "
+                 "separate arguments", ALKEY_KEY_MAX_NESTING,
+                 Py_TYPE(container)->tp_name, depth + 1);
+    return -1;
+}
+
+/* Writes v in decimal to buf (room for 20 digits); returns the length. */
+static size_t
+format_size(char *buf, size_t v)
+{
+    char tmp[20];
+    size_t n = 0, i;
+
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    for (i = 0; i < n; i++) {
+        buf[i] = tmp[n - 1 - i];
+    }
+    return n;
+}
+
+/* Appends elem(obj) = "<len>:" enc(obj), len being the byte length of
+ * enc(obj) in decimal, for obj (borrowed) inside container (borrowed) at
+ * the given depth.  The length, not an escape, says where the element
+ * ends: each byte of the key is escaped once at most, by its leaf, and a
+ * level of nesting adds a few bytes only.  enc(obj) is written in place
+ * and then moved past its length. */
+static int
+put_element(kbuf *out, PyObject *obj, PyObject *resolver,
+            PyObject *container, int depth)
+{
+    size_t start = out->len, len, n;
+    char prefix[21];
+
+    if (encode_value(out, obj, resolver, container, depth, NULL) < 0) {
+        return -1;
+    }
+    len = out->len - start;
+    n = format_size(prefix, len);
+    prefix[n++] = ':';
+    if (kb_reserve(out, n) < 0) {
+        return -1;
+    }
+    memmove(out->p + start + n, out->p + start, len);
+    memcpy(out->p + start, prefix, n);
+    out->len += n;
+    return 0;
+}
+
+/* tuple / list: "~t(" or "~l(" + the elem() of each element joined by
  * "," + ")".  Reads the size at every step and holds each item because
  * the resolver or a __str__ may mutate a list while it is encoded. */
 static int
-encode_sequence(kbuf *out, PyObject *seq, PyObject *resolver)
+encode_sequence(kbuf *out, PyObject *seq, PyObject *resolver, int depth)
 {
-    kbuf tmp = {NULL, 0, 0};
     PyObject *item = NULL;
     Py_ssize_t i;
     int rc = -1;
 
+    if (check_nesting(seq, depth) < 0) {
+        return -1;
+    }
     if (Py_EnterRecursiveCall(" while encoding a cache key")) {
         return -1;
     }
@@ -597,12 +674,8 @@ encode_sequence(kbuf *out, PyObject *seq, PyObject *resolver)
     }
     for (i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
         item = Py_NewRef(PySequence_Fast_GET_ITEM(seq, i));
-        tmp.len = 0;
-        if (encode_value(&tmp, item, resolver, seq, NULL) < 0) {
-            goto done;
-        }
         if ((i > 0 && kb_putc(out, ',') < 0)
-            || kb_escape(out, tmp.p, tmp.len, ESC_INNER) < 0) {
+            || put_element(out, item, resolver, seq, depth + 1) < 0) {
             goto done;
         }
         Py_CLEAR(item);
@@ -613,7 +686,6 @@ encode_sequence(kbuf *out, PyObject *seq, PyObject *resolver)
     rc = 0;
 done:
     Py_XDECREF(item);
-    kb_free(&tmp);
     Py_LeaveRecursiveCall();
     return rc;
 }
@@ -662,31 +734,22 @@ add_span(span **spans, size_t *n, size_t *cap, size_t off, size_t len)
     return 0;
 }
 
-/* Encodes obj (borrowed) into tmp and appends its inner() to elems. */
+/* set / frozenset ("~s(") and dict ("~d("): the elem() of each member
+ * (dict: elem(key) "=" elem(value)) sorted bytewise and joined by ",", so
+ * that iteration order never shows in the key.  Borrows obj. */
 static int
-put_inner(kbuf *elems, kbuf *tmp, PyObject *obj, PyObject *resolver,
-          PyObject *container)
+encode_unordered(kbuf *out, PyObject *obj, PyObject *resolver, int depth)
 {
-    tmp->len = 0;
-    if (encode_value(tmp, obj, resolver, container, NULL) < 0) {
-        return -1;
-    }
-    return kb_escape(elems, tmp->p, tmp->len, ESC_INNER);
-}
-
-/* set / frozenset ("~s(") and dict ("~d("): the elements (dict: the
- * "key:value" entries) sorted bytewise so that iteration order never
- * shows in the key.  Borrows obj. */
-static int
-encode_unordered(kbuf *out, PyObject *obj, PyObject *resolver)
-{
-    kbuf tmp = {NULL, 0, 0}, elems = {NULL, 0, 0};
+    kbuf elems = {NULL, 0, 0};
     span *spans = NULL;
     size_t nspans = 0, spans_cap = 0, i;
     PyObject *iter = NULL, *items = NULL, *item = NULL;
     int is_dict = PyDict_Check(obj);
     int rc = -1;
 
+    if (check_nesting(obj, depth) < 0) {
+        return -1;
+    }
     if (Py_EnterRecursiveCall(" while encoding a cache key")) {
         return -1;
     }
@@ -708,15 +771,15 @@ encode_unordered(kbuf *out, PyObject *obj, PyObject *resolver)
         size_t start = elems.len;
 
         if (is_dict) {
-            if (put_inner(&elems, &tmp, PyTuple_GET_ITEM(item, 0), resolver,
-                          obj) < 0
-                || kb_putc(&elems, ':') < 0
-                || put_inner(&elems, &tmp, PyTuple_GET_ITEM(item, 1),
-                             resolver, obj) < 0) {
+            if (put_element(&elems, PyTuple_GET_ITEM(item, 0), resolver, obj,
+                            depth + 1) < 0
+                || kb_putc(&elems, '=') < 0
+                || put_element(&elems, PyTuple_GET_ITEM(item, 1), resolver,
+                               obj, depth + 1) < 0) {
                 goto done;
             }
         }
-        else if (put_inner(&elems, &tmp, item, resolver, obj) < 0) {
+        else if (put_element(&elems, item, resolver, obj, depth + 1) < 0) {
             goto done;
         }
         if (add_span(&spans, &nspans, &spans_cap, start,
@@ -734,7 +797,9 @@ encode_unordered(kbuf *out, PyObject *obj, PyObject *resolver)
     if (nspans > 1) {
         qsort(spans, nspans, sizeof(span), compare_spans);
     }
-    if (kb_put(out, is_dict ? "~d(" : "~s(", 3) < 0) {
+    /* One reservation: "~d(" + the members + a "," between two + ")". */
+    if (kb_reserve(out, elems.len + nspans + 4) < 0
+        || kb_put(out, is_dict ? "~d(" : "~s(", 3) < 0) {
         goto done;
     }
     for (i = 0; i < nspans; i++) {
@@ -752,7 +817,6 @@ done:
     Py_XDECREF(iter);
     Py_XDECREF(items);
     PyMem_Free(spans);
-    kb_free(&tmp);
     kb_free(&elems);
     Py_LeaveRecursiveCall();
     return rc;
@@ -761,11 +825,12 @@ done:
 /* Appends the encoding of obj (borrowed).  container is the enclosing
  * container (borrowed), or NULL at the top level, where oid must be
  * non-NULL: an object the resolver maps to an identifier then sets *oid
- * to a new reference to it and appends nothing.  Strings are always text
- * here; the caller decides whether a top-level str is an identifier. */
+ * to a new reference to it and appends nothing.  depth is the number of
+ * containers around obj.  Strings are always text here; the caller
+ * decides whether a top-level str is an identifier. */
 static int
 encode_value(kbuf *out, PyObject *obj, PyObject *resolver,
-             PyObject *container, PyObject **oid)
+             PyObject *container, int depth, PyObject **oid)
 {
     PyObject *found = NULL;
 
@@ -799,10 +864,10 @@ encode_value(kbuf *out, PyObject *obj, PyObject *resolver,
                          (size_t)PyByteArray_GET_SIZE(obj), ESC_ALL);
     }
     if (PyTuple_Check(obj) || PyList_Check(obj)) {
-        return encode_sequence(out, obj, resolver);
+        return encode_sequence(out, obj, resolver, depth);
     }
     if (PyAnySet_Check(obj) || PyDict_Check(obj)) {
-        return encode_unordered(out, obj, resolver);
+        return encode_unordered(out, obj, resolver, depth);
     }
     if (resolve(resolver, obj, &found) < 0) {
         return -1;
@@ -839,6 +904,38 @@ alkey_keyplan_free(alkey_keyplan *plan)
     alkey_keyplan_init(plan);
 }
 
+/* Makes room in plan for extra more slots.  Returns 0, or -1 with
+ * MemoryError. */
+static int
+reserve_slots(alkey_keyplan *plan, size_t extra)
+{
+    size_t cap;
+    alkey_slot *p;
+
+    if (extra <= plan->slots_cap - plan->nslots) {
+        return 0;
+    }
+    if (extra > (size_t)PY_SSIZE_T_MAX / sizeof(alkey_slot) - plan->nslots) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    cap = plan->slots_cap ? plan->slots_cap : 4;
+    while (cap < plan->nslots + extra) {
+        cap *= 2;
+    }
+    if (cap > (size_t)PY_SSIZE_T_MAX / sizeof(alkey_slot)) {
+        cap = plan->nslots + extra;
+    }
+    p = PyMem_Realloc(plan->slots, cap * sizeof(alkey_slot));
+    if (p == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    plan->slots = p;
+    plan->slots_cap = cap;
+    return 0;
+}
+
 /* Appends "<oid>~" to out and a slot for its token to plan; kind is what
  * alkey_oid_kind() says of oid. */
 static int
@@ -848,24 +945,9 @@ add_identifier(alkey_keyplan *plan, kbuf *out, const char *oid, size_t n,
     size_t off = out->len;
     alkey_slot *slot;
 
-    if (kb_put(out, oid, n) < 0 || kb_putc(out, '~') < 0) {
+    if (kb_put(out, oid, n) < 0 || kb_putc(out, '~') < 0
+        || reserve_slots(plan, 1) < 0) {
         return -1;
-    }
-    if (plan->nslots == plan->slots_cap) {
-        size_t cap = plan->slots_cap ? plan->slots_cap * 2 : 4;
-        alkey_slot *p;
-
-        if (cap > (size_t)PY_SSIZE_T_MAX / sizeof(alkey_slot)) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        p = PyMem_Realloc(plan->slots, cap * sizeof(alkey_slot));
-        if (p == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        plan->slots = p;
-        plan->slots_cap = cap;
     }
     slot = &plan->slots[plan->nslots++];
     slot->oid_off = off;
@@ -899,7 +981,7 @@ add_arg(alkey_keyplan *plan, kbuf *out, PyObject *item, PyObject *resolver)
         }
         return kb_escape(out, s, (size_t)n, ESC_TEXT);
     }
-    if (encode_value(out, item, resolver, NULL, &oid) < 0) {
+    if (encode_value(out, item, resolver, NULL, 0, &oid) < 0) {
         goto done;
     }
     if (oid != NULL) {
@@ -916,6 +998,9 @@ done:
     Py_XDECREF(oid);
     return rc;
 }
+
+/* The most alkey_keyplan_add_args() reserves before it knows. */
+#define KEY_GUESS_MAX ((size_t)1 << 20)
 
 /* Segments of successive calls are joined by "/" too, so adding a then b
  * is the same as adding a + b.  On failure the plan is left as it was. */
@@ -937,6 +1022,28 @@ alkey_keyplan_add_args(alkey_keyplan *plan, alkey_state *st, PyObject *args)
     seq = PySequence_Fast(args, "key arguments must be a tuple or list");
     if (seq == NULL) {
         goto done;
+    }
+    /* Room, in one growth each, for what a call of identifiers and short
+     * strs needs: a slot per argument at most, a str's length and its
+     * "~" and "/".  Only a guess (and at most KEY_GUESS_MAX) for other
+     * arguments. */
+    {
+        Py_ssize_t nargs = PySequence_Fast_GET_SIZE(seq);
+        size_t guess = 0;
+
+        for (i = 0; i < nargs && guess < KEY_GUESS_MAX; i++) {
+            PyObject *arg = PySequence_Fast_GET_ITEM(seq, i);
+
+            guess += PyUnicode_Check(arg)
+                     ? (size_t)PyUnicode_GET_LENGTH(arg) + 2 : 8;
+        }
+        if (guess > KEY_GUESS_MAX) {
+            guess = KEY_GUESS_MAX;
+        }
+        if (reserve_slots(plan, (size_t)nargs) < 0
+            || kb_reserve(&out, guess) < 0) {
+            goto done;
+        }
     }
     /* Held: the resolver may be replaced while it runs. */
     resolver = Py_XNewRef(st->resolver);
@@ -968,162 +1075,144 @@ done:
 
 /* ---- joining and hashing ----------------------------------------------- */
 
-/* Where the joined key goes: a byte buffer sized in advance, or a digest. */
-typedef int (*emit_fn)(void *ctx, const char *p, size_t n);
-
+/* True if none of the n bytes at s has its high bit set; a word at a
+ * time, since a key is mostly tokens and identifiers. */
 static int
-emit_copy(void *ctx, const char *p, size_t n)
+is_ascii(const char *s, size_t n)
 {
-    kbuf *b = ctx;
+    uint64_t acc = 0, word;
+    size_t i = 0;
 
-    /* The buffer was sized from the same pieces: this cannot overflow. */
-    if (n > 0) {
-        memcpy(b->p + b->len, p, n);
-        b->len += n;
+    if (n < 8) {
+        for (; i < n; i++) {
+            acc |= (unsigned char)s[i];
+        }
+        return (acc & 0x80) == 0;
     }
-    return 0;
+    for (; i + 8 <= n; i += 8) {
+        memcpy(&word, s + i, 8);
+        acc |= word;
+    }
+    /* The tail as the last 8 bytes, some of them read twice. */
+    memcpy(&word, s + n - 8, 8);
+    acc |= word;
+    return (acc & UINT64_C(0x8080808080808080)) == 0;
 }
 
-static int
-emit_digest(void *ctx, const char *p, size_t n)
+/* The length of the key, or (size_t)-1 (MemoryError set) when it could
+ * not be a str; *ascii tells whether all of it is ASCII. */
+static size_t
+key_size(const alkey_keyplan *plan, const alkey_slot_token *tokens,
+         int *ascii)
 {
-    if (n > 0 && EVP_DigestUpdate((EVP_MD_CTX *)ctx, p, n) != 1) {
-        PyErr_SetString(PyExc_RuntimeError, "SHA-256 update failed");
-        return -1;
+    size_t total = plan->len, i;
+    int j;
+
+    *ascii = is_ascii(plan->buf != NULL ? plan->buf : "", plan->len);
+    for (i = 0; i < plan->nslots; i++) {
+        const alkey_slot_token *t = &tokens[i];
+
+        assert(t->n >= 1 && t->n <= ALKEY_TOKEN_MAX_PARTS);
+        for (j = 0; j < t->n; j++) {
+            /* A part and the "." before it. */
+            if (t->len[j] >= (size_t)PY_SSIZE_T_MAX - total) {
+                PyErr_NoMemory();
+                return (size_t)-1;
+            }
+            total += t->len[j] + (j > 0);
+            if (*ascii && !is_ascii(t->part[j], t->len[j])) {
+                *ascii = 0;
+            }
+        }
     }
-    return 0;
+    return total;
 }
 
-/* Emits esc(token) as runs of plain bytes between escapes. */
-static int
-emit_token(emit_fn emit, void *ctx, const char *s, size_t n)
+/* Writes the key to o, which has room for key_size() bytes: the plan's
+ * text with each slot's token parts, joined by ".", in its hole. */
+static void
+write_key(const alkey_keyplan *plan, const alkey_slot_token *tokens, char *o)
 {
-    size_t i, run = 0;
-
-    for (i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        char pct[3];
-
-        if (!needs_escape(c, ESC_TEXT)) {
-            continue;
-        }
-        if (emit(ctx, s + run, i - run) < 0) {
-            return -1;
-        }
-        pct[0] = '%';
-        pct[1] = HEX_UPPER[c >> 4];
-        pct[2] = HEX_UPPER[c & 15];
-        if (emit(ctx, pct, 3) < 0) {
-            return -1;
-        }
-        run = i + 1;
-    }
-    return emit(ctx, s + run, n - run);
-}
-
-static int
-emit_key(const alkey_keyplan *plan, const char *const *tokens,
-         const size_t *token_lens, emit_fn emit, void *ctx)
-{
-    const char *buf = plan->buf != NULL ? plan->buf : "";
     size_t i, pos = 0;
+    int j;
 
     for (i = 0; i < plan->nslots; i++) {
+        const alkey_slot_token *t = &tokens[i];
         size_t at = plan->slots[i].insert_at;
 
-        if (emit(ctx, buf + pos, at - pos) < 0
-            || emit_token(emit, ctx, tokens[i], token_lens[i]) < 0) {
-            return -1;
+        memcpy(o, plan->buf + pos, at - pos);
+        o += at - pos;
+        for (j = 0; j < t->n; j++) {
+            if (j > 0) {
+                *o++ = '.';
+            }
+            memcpy(o, t->part[j], t->len[j]);
+            o += t->len[j];
         }
         pos = at;
     }
-    return emit(ctx, buf + pos, plan->len - pos);
+    if (plan->len > pos) {
+        memcpy(o, plan->buf + pos, plan->len - pos);
+    }
 }
 
-/* The readable key as a new str. */
+/* The lowercase hex SHA-256 of the n bytes at p, as a new str. */
 static PyObject *
-finish_text(const alkey_keyplan *plan, const char *const *tokens,
-            const size_t *token_lens)
+hex_sha256(const char *p, size_t n)
 {
-    kbuf key = {NULL, 0, 0};
-    size_t total = plan->len, i;
-    PyObject *result = NULL;
-
-    if (plan->nslots == 0) {
-        return PyUnicode_DecodeUTF8(plan->buf ? plan->buf : "",
-                                    (Py_ssize_t)plan->len, NULL);
-    }
-    for (i = 0; i < plan->nslots; i++) {
-        size_t n = token_lens[i];
-        size_t count = count_escapes(tokens[i], n, ESC_TEXT);
-
-        if (n > (size_t)PY_SSIZE_T_MAX - total
-            || count > ((size_t)PY_SSIZE_T_MAX - total - n) / 2) {
-            PyErr_NoMemory();
-            goto done;
-        }
-        total += n + 2 * count;
-    }
-    if (kb_reserve(&key, total ? total : 1) < 0) {
-        goto done;
-    }
-    if (emit_key(plan, tokens, token_lens, emit_copy, &key) < 0) {
-        goto done;
-    }
-    assert(key.len == total);
-    result = PyUnicode_DecodeUTF8(key.p, (Py_ssize_t)key.len, NULL);
-done:
-    kb_free(&key);
-    return result;
-}
-
-/* The hashed key: lowercase hex SHA-256 of the readable key's UTF-8,
- * digested piece by piece so that the key itself is never built. */
-static PyObject *
-finish_hashed(const alkey_keyplan *plan, const char *const *tokens,
-              const size_t *token_lens)
-{
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     unsigned char digest[EVP_MAX_MD_SIZE];
     unsigned int digest_len = 0, i;
     char hex[2 * SHA256_LEN];
-    PyObject *result = NULL;
 
-    if (ctx == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
-        PyErr_SetString(PyExc_RuntimeError, "SHA-256 is not available");
-        goto done;
-    }
-    if (emit_key(plan, tokens, token_lens, emit_digest, ctx) < 0) {
-        goto done;
-    }
-    if (EVP_DigestFinal_ex(ctx, digest, &digest_len) != 1
+    if (EVP_Digest(p, n, digest, &digest_len, EVP_sha256(), NULL) != 1
         || digest_len != SHA256_LEN) {
         PyErr_SetString(PyExc_RuntimeError, "SHA-256 failed");
-        goto done;
+        return NULL;
     }
     for (i = 0; i < SHA256_LEN; i++) {
         hex[2 * i] = HEX_LOWER[digest[i] >> 4];
         hex[2 * i + 1] = HEX_LOWER[digest[i] & 15];
     }
-    result = PyUnicode_FromStringAndSize(hex, sizeof(hex));
-done:
-    EVP_MD_CTX_free(ctx);
-    return result;
+    return PyUnicode_FromStringAndSize(hex, sizeof(hex));
 }
 
-/* Borrows plan and the tokens; the plan stays usable. */
+/* Borrows plan and the tokens; the plan stays usable.  An ASCII key (the
+ * usual one: identifiers, tokens, ASCII text) is written straight into
+ * the str; any other is written to a buffer and decoded, as is the text
+ * a hashed key digests. */
 PyObject *
-alkey_keyplan_finish(alkey_keyplan *plan, const char *const *tokens,
-                     const size_t *token_lens, int hashed)
+alkey_keyplan_finish(alkey_keyplan *plan, const alkey_slot_token *tokens,
+                     int hashed)
 {
-    if (hashed) {
-        return finish_hashed(plan, tokens, token_lens);
+    kbuf key = {NULL, 0, 0};
+    PyObject *result = NULL;
+    size_t total;
+    int ascii;
+
+    total = key_size(plan, tokens, &ascii);
+    if (total == (size_t)-1) {
+        return NULL;
     }
-    return finish_text(plan, tokens, token_lens);
+    if (ascii && !hashed) {
+        result = PyUnicode_New((Py_ssize_t)total, 127);
+        if (result != NULL) {
+            write_key(plan, tokens, (char *)PyUnicode_1BYTE_DATA(result));
+        }
+        return result;
+    }
+    if (kb_reserve(&key, total ? total : 1) < 0) {
+        return NULL;
+    }
+    write_key(plan, tokens, key.p);
+    key.len = total;
+    if (hashed) {
+        result = hex_sha256(key.p, key.len);
+    }
+    else {
+        result = PyUnicode_DecodeUTF8(key.p, (Py_ssize_t)key.len, NULL);
+    }
+    kb_free(&key);
+    return result;
 }
 
 
@@ -1205,8 +1294,9 @@ alkey_py_encode_key(PyObject *module, PyObject *const *args,
     alkey_keyplan plan;
     alkey_state *st;
     PyObject *seq = NULL, *result = NULL;
-    const char **tokens = NULL;
-    size_t *lens = NULL;
+    alkey_slot_token *tokens = NULL;
+    size_t *offs = NULL;
+    kbuf text = {NULL, 0, 0};
     Py_ssize_t i, n;
     int hashed = 0;
 
@@ -1250,16 +1340,17 @@ alkey_py_encode_key(PyObject *module, PyObject *const *args,
                      plan.nslots, n);
         goto done;
     }
-    tokens = PyMem_New(const char *, n ? (size_t)n : 1);
-    lens = PyMem_New(size_t, n ? (size_t)n : 1);
-    if (tokens == NULL || lens == NULL) {
+    tokens = PyMem_New(alkey_slot_token, n ? (size_t)n : 1);
+    offs = PyMem_New(size_t, n ? (size_t)n : 1);
+    if (tokens == NULL || offs == NULL || kb_reserve(&text, 1) < 0) {
         PyErr_NoMemory();
         goto done;
     }
-    /* Borrowed UTF-8 buffers: seq holds the strs and nothing below runs
-     * Python code. */
+    /* esc() of every token, one after the other in text; pointed to once
+     * text stops moving. */
     for (i = 0; i < n; i++) {
         PyObject *tok = PySequence_Fast_GET_ITEM(seq, i);
+        const char *s;
         Py_ssize_t len;
 
         if (!PyUnicode_Check(tok)) {
@@ -1268,16 +1359,27 @@ alkey_py_encode_key(PyObject *module, PyObject *const *args,
                          i, Py_TYPE(tok)->tp_name);
             goto done;
         }
-        tokens[i] = PyUnicode_AsUTF8AndSize(tok, &len);
-        if (tokens[i] == NULL) {
+        s = PyUnicode_AsUTF8AndSize(tok, &len);
+        if (s == NULL) {
             goto done;
         }
-        lens[i] = (size_t)len;
+        offs[i] = text.len;
+        if (kb_escape(&text, s, (size_t)len, ESC_TEXT) < 0) {
+            goto done;
+        }
     }
-    result = alkey_keyplan_finish(&plan, tokens, lens, hashed);
+    for (i = 0; i < n; i++) {
+        size_t end = i + 1 < n ? offs[i + 1] : text.len;
+
+        tokens[i].n = 1;
+        tokens[i].part[0] = text.p + offs[i];
+        tokens[i].len[0] = end - offs[i];
+    }
+    result = alkey_keyplan_finish(&plan, tokens, hashed);
 done:
     PyMem_Free(tokens);
-    PyMem_Free(lens);
+    PyMem_Free(offs);
+    kb_free(&text);
     Py_XDECREF(seq);
     alkey_keyplan_free(&plan);
     return result;

@@ -15,6 +15,10 @@
 #define ALKEY_GLOBAL_EPOCH "alkey:*#!"
 #define ALKEY_GLOBAL_EPOCH_LEN 9
 
+/* Containers nested deeper than this in a key argument are refused with
+ * a ValueError: a top-level tuple is level 1, a tuple in it level 2. */
+#define ALKEY_KEY_MAX_NESTING 64
+
 int alkey_oid_kind(const char *s, Py_ssize_t n);
 
 /* Length of the "alkey:<table>" prefix of a valid instance or table
@@ -47,11 +51,25 @@ void alkey_keyplan_free(alkey_keyplan *plan);
 int alkey_keyplan_add_args(alkey_keyplan *plan, alkey_state *st,
                            PyObject *args);
 
-/* Joins the plan and the tokens (one per slot, not NUL-terminated) into
- * the key; hashed gives the fixed-length digest form.  Returns a new
- * reference to a str, or NULL with an exception set. */
-PyObject *alkey_keyplan_finish(alkey_keyplan *plan, const char *const *tokens,
-                               const size_t *token_lens, int hashed);
+/* A slot's token is made of at most this many parts: an identifier's own
+ * token, its table's epoch, the global epoch. */
+#define ALKEY_TOKEN_MAX_PARTS 3
+
+/* The token of one slot: n parts (not NUL-terminated), joined by "." in
+ * the key.  Each part is already in key form, copied as it is: it holds
+ * no "/" or "~" (and, when there are several, no "."), so that the key
+ * still splits one way only. */
+typedef struct {
+    const char *part[ALKEY_TOKEN_MAX_PARTS];
+    size_t len[ALKEY_TOKEN_MAX_PARTS];
+    int n;
+} alkey_slot_token;
+
+/* Joins the plan and the tokens (one per slot) into the key; hashed gives
+ * the fixed-length digest form.  Returns a new reference to a str, or NULL
+ * with an exception set. */
+PyObject *alkey_keyplan_finish(alkey_keyplan *plan,
+                               const alkey_slot_token *tokens, int hashed);
 
 /* Module-level functions defined in keys.c. */
 PyObject *alkey_py_valid_object_id(PyObject *module, PyObject *arg);

@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -55,34 +56,59 @@ alkey_random_token(char out[ALKEY_TOKEN_LEN])
     return 0;
 }
 
-/* The tokens of one call: n strings in one buffer.  With escape_dot, "."
- * is escaped too, so that tokens joined by "." (a cache key slot's token
- * and its epochs) still split one way only. */
+/* What tokenset_put() writes as %XX, by byte.  TOK_ALWAYS: bytes outside
+ * printable ASCII, and "%", so that a token set by hand (set_token) with
+ * any value still reads back, and gives a valid, injective key.
+ * TOK_IN_KEY: the bytes that delimit a key's parts, "." (between the
+ * parts of a slot's token), "/" (between arguments) and "~" (after an
+ * identifier), so that a token escaped for a key is copied into it as it
+ * is. */
+enum { TOK_ALWAYS = 1, TOK_IN_KEY = 2 };
+
+static const unsigned char TOKEN_ESCAPE[256] = {
+    [0x00 ... 0x20] = TOK_ALWAYS,
+    ['%'] = TOK_ALWAYS,
+    ['.'] = TOK_IN_KEY,
+    ['/'] = TOK_IN_KEY,
+    ['~'] = TOK_IN_KEY,
+    [0x7F ... 0xFF] = TOK_ALWAYS,
+};
+
+/* The tokens of one call: n strings in one buffer, escaped for a key
+ * (for_key) or only to be readable. */
 typedef struct {
     Py_ssize_t n;
-    int escape_dot;
+    unsigned char escape;       /* the TOKEN_ESCAPE classes escaped */
     char *buf;
     size_t len, cap;
-    size_t *offs;
-    size_t *lens;
-    const char **ptrs;          /* filled by tokenset_ptrs() */
+    size_t *offs;               /* n offsets, then the n lengths ... */
+    size_t *lens;               /* ... in the same allocation */
 } tokenset;
 
+/* Sized for n tokens as alkey makes them: reading them back costs no
+ * reallocation.  Returns 0, or -1 with MemoryError set. */
 static int
-tokenset_init(tokenset *ts, Py_ssize_t n, int escape_dot)
+tokenset_init(tokenset *ts, Py_ssize_t n, int for_key)
 {
     size_t count = (size_t)(n ? n : 1);
 
     memset(ts, 0, sizeof(*ts));
     ts->n = n;
-    ts->escape_dot = escape_dot;
-    ts->offs = PyMem_Malloc(sizeof(size_t) * count);
-    ts->lens = PyMem_Malloc(sizeof(size_t) * count);
-    ts->ptrs = PyMem_Malloc(sizeof(char *) * count);
-    if (ts->offs == NULL || ts->lens == NULL || ts->ptrs == NULL) {
+    ts->escape = for_key ? (TOK_ALWAYS | TOK_IN_KEY) : TOK_ALWAYS;
+    if (count > (size_t)PY_SSIZE_T_MAX / (2 * sizeof(size_t))
+        || count > (size_t)PY_SSIZE_T_MAX / ALKEY_TOKEN_LEN - 3) {
         PyErr_NoMemory();
         return -1;
     }
+    ts->offs = PyMem_Malloc(2 * sizeof(size_t) * count);
+    /* The last token is reserved room for 3 bytes a byte. */
+    ts->cap = (count + 2) * ALKEY_TOKEN_LEN;
+    ts->buf = PyMem_RawMalloc(ts->cap);
+    if (ts->offs == NULL || ts->buf == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    ts->lens = ts->offs + count;
     return 0;
 }
 
@@ -91,8 +117,6 @@ tokenset_free(tokenset *ts)
 {
     PyMem_RawFree(ts->buf);
     PyMem_Free(ts->offs);
-    PyMem_Free(ts->lens);
-    PyMem_Free(ts->ptrs);
     memset(ts, 0, sizeof(*ts));
 }
 
@@ -126,78 +150,55 @@ tokenset_reserve(tokenset *ts, size_t extra)
     return 0;
 }
 
-/* Appends token i.  Bytes outside printable ASCII, and '%' (and '.' with
- * escape_dot), are written as %XX so that a token set by hand (set_token)
- * with any value still gives a valid, injective key.  Uses the raw
- * allocator: may run without the GIL.  Returns 0 or -1 (out of memory). */
+/* Appends token i, with the bytes of the set's escape classes written as
+ * %XX: one pass, room for the worst case reserved first.  Uses the raw
+ * allocator: may run without the GIL.  Returns 0 or -1 (out of
+ * memory). */
 static int
 tokenset_put(tokenset *ts, Py_ssize_t i, const char *s, size_t n)
 {
     static const char hex[] = "0123456789ABCDEF";
+    unsigned char escape = ts->escape, classes = 0;
+    char *o;
     size_t k;
 
     if (n > SIZE_MAX / 3 || tokenset_reserve(ts, n * 3) < 0) {
         return -1;
     }
     ts->offs[i] = ts->len;
-    for (k = 0; k < n; k++) {
-        unsigned char c = (unsigned char)s[k];
-        if (c > 0x20 && c < 0x7F && c != '%'
-            && (c != '.' || !ts->escape_dot)) {
-            ts->buf[ts->len++] = (char)c;
-        }
-        else {
-            ts->buf[ts->len++] = '%';
-            ts->buf[ts->len++] = hex[c >> 4];
-            ts->buf[ts->len++] = hex[c & 0xF];
+    o = ts->buf + ts->len;
+    /* Tokens alkey makes (base64url) need no escape: find out without a
+     * branch a byte, four at a time, then copy them whole. */
+    for (k = 0; k + 4 <= n; k += 4) {
+        classes |= TOKEN_ESCAPE[(unsigned char)s[k]]
+                   | TOKEN_ESCAPE[(unsigned char)s[k + 1]]
+                   | TOKEN_ESCAPE[(unsigned char)s[k + 2]]
+                   | TOKEN_ESCAPE[(unsigned char)s[k + 3]];
+    }
+    for (; k < n; k++) {
+        classes |= TOKEN_ESCAPE[(unsigned char)s[k]];
+    }
+    if (!(classes & escape)) {
+        memcpy(o, s, n);
+        o += n;
+    }
+    else {
+        for (k = 0; k < n; k++) {
+            unsigned char c = (unsigned char)s[k];
+
+            if (!(TOKEN_ESCAPE[c] & escape)) {
+                *o++ = (char)c;
+            }
+            else {
+                *o++ = '%';
+                *o++ = hex[c >> 4];
+                *o++ = hex[c & 0xF];
+            }
         }
     }
+    ts->len = (size_t)(o - ts->buf);
     ts->lens[i] = ts->len - ts->offs[i];
     return 0;
-}
-
-/* Sets token i of out to tokens idx[0], ..., idx[k - 1] of in (already
- * escaped, with escape_dot) joined by ".".  Returns 0 or -1 (out of
- * memory). */
-static int
-tokenset_join(tokenset *out, Py_ssize_t i, const tokenset *in,
-              const Py_ssize_t *idx, int k)
-{
-    size_t need = 0;
-    int j;
-
-    for (j = 0; j < k; j++) {
-        size_t one = in->lens[idx[j]] + 1;
-        if (one > SIZE_MAX - need) {
-            return -1;
-        }
-        need += one;
-    }
-    if (tokenset_reserve(out, need) < 0) {
-        return -1;
-    }
-    out->offs[i] = out->len;
-    for (j = 0; j < k; j++) {
-        if (j > 0) {
-            out->buf[out->len++] = '.';
-        }
-        memcpy(out->buf + out->len, in->buf + in->offs[idx[j]],
-               in->lens[idx[j]]);
-        out->len += in->lens[idx[j]];
-    }
-    out->lens[i] = out->len - out->offs[i];
-    return 0;
-}
-
-static const char *const *
-tokenset_ptrs(tokenset *ts)
-{
-    Py_ssize_t i;
-
-    for (i = 0; i < ts->n; i++) {
-        ts->ptrs[i] = ts->buf + ts->offs[i];
-    }
-    return ts->ptrs;
 }
 
 /* Fills every slot with a fresh random token that is stored nowhere, so the
@@ -275,16 +276,28 @@ reply_problem(lookup_result *res, const redisReply *r, const char *what)
     }
 }
 
+/* The arrays of a lookup of up to about 16 keys live on the stack: a heap
+ * block that size costs glibc more than the rest of the lookup's own
+ * work. */
+#define LOOKUP_INLINE 3072
+
 /* Looks up n tokens on one connection.  Runs WITHOUT the GIL: touches only
  * C buffers and the raw allocator.  On LOOKUP_OK, ts holds every token. */
 static void
 lookup(alkey_conn *conn, Py_ssize_t n, const char *const *keys,
-       const size_t *keylens, const char *ttl, tokenset *ts,
+       const size_t *keylens, long ttl, tokenset *ts,
        lookup_result *res)
 {
-    const char **argv = NULL;
-    size_t *argvlen = NULL;
-    alkey_cmd *cmds = NULL;
+    union {
+        max_align_t align;
+        char bytes[LOOKUP_INLINE];
+    } inline_block;
+    void *block = NULL;
+    size_t block_size;
+    char ttlbuf[32];
+    const char **argv;
+    size_t *argvlen;
+    alkey_cmd *cmds;
     redisReply **replies = NULL;
     redisReply *first = NULL;
     char *fresh = NULL;
@@ -292,20 +305,31 @@ lookup(alkey_conn *conn, Py_ssize_t n, const char *const *keys,
     size_t nargs;
 
     res->status = LOOKUP_OK;
-    if (n >= INT_MAX / 8) {
+    if (n >= INT_MAX / 8 || (size_t)n >= SIZE_MAX / 256) {
         res->status = LOOKUP_NOMEM;
         return;
     }
-    /* Room for MGET + n keys, then m SETs of 7 words and MGET + m keys. */
+    /* One block: n + 1 commands; room for MGET + n keys, then m SETs of 6
+     * words and MGET + m keys; n + 1 replies.  (Each array's size keeps
+     * the next one aligned.) */
     nargs = (size_t)n * 8 + 2;
-    argv = PyMem_RawMalloc(sizeof(char *) * nargs);
-    argvlen = PyMem_RawMalloc(sizeof(size_t) * nargs);
-    cmds = PyMem_RawMalloc(sizeof(alkey_cmd) * ((size_t)n + 1));
-    replies = PyMem_RawCalloc((size_t)n + 1, sizeof(redisReply *));
-    if (argv == NULL || argvlen == NULL || cmds == NULL || replies == NULL) {
-        res->status = LOOKUP_NOMEM;
-        goto done;
+    block_size = sizeof(alkey_cmd) * ((size_t)n + 1)
+                 + (sizeof(char *) + sizeof(size_t)) * nargs
+                 + sizeof(redisReply *) * ((size_t)n + 1);
+    if (block_size <= sizeof(inline_block)) {
+        cmds = (alkey_cmd *)inline_block.bytes;
     }
+    else {
+        cmds = block = PyMem_RawMalloc(block_size);
+        if (block == NULL) {
+            res->status = LOOKUP_NOMEM;
+            goto done;
+        }
+    }
+    argv = (const char **)(cmds + n + 1);
+    argvlen = (size_t *)(argv + nargs);
+    replies = (redisReply **)(argvlen + nargs);
+    memset(replies, 0, sizeof(redisReply *) * ((size_t)n + 1));
     argv[0] = "MGET";
     argvlen[0] = 4;
     for (i = 0; i < n; i++) {
@@ -339,6 +363,7 @@ lookup(alkey_conn *conn, Py_ssize_t n, const char *const *keys,
             res->status = LOOKUP_NOMEM;
             goto done;
         }
+        snprintf(ttlbuf, sizeof(ttlbuf), "%ld", ttl);
         for (i = 0, j = 0; i < n; i++) {
             if (first->element[i]->type != REDIS_REPLY_NIL) {
                 continue;
@@ -357,7 +382,7 @@ lookup(alkey_conn *conn, Py_ssize_t n, const char *const *keys,
             argvlen[a++] = ALKEY_TOKEN_LEN;
             argv[a] = "NX"; argvlen[a++] = 2;
             argv[a] = "EX"; argvlen[a++] = 2;
-            argv[a] = ttl; argvlen[a++] = strlen(ttl);
+            argv[a] = ttlbuf; argvlen[a++] = strlen(ttlbuf);
             j++;
         }
         cmds[m].argv = argv + a;
@@ -435,10 +460,7 @@ done:
         }
     }
     PyMem_RawFree(fresh);
-    PyMem_RawFree(argv);
-    PyMem_RawFree(argvlen);
-    PyMem_RawFree(cmds);
-    PyMem_RawFree(replies);
+    PyMem_RawFree(block);
 }
 
 /* Looks up the tokens of n keys through a native client, and counts its
@@ -452,16 +474,14 @@ native_tokens(alkey_client *client, alkey_state *st, Py_ssize_t n,
 {
     alkey_conn *conn;
     lookup_result res;
-    char ttlbuf[32];
 
-    snprintf(ttlbuf, sizeof(ttlbuf), "%ld", ttl);
     conn = alkey_client_acquire(client, st);
     if (conn == NULL) {
         return -1;
     }
     memset(&res, 0, sizeof(res));
     Py_BEGIN_ALLOW_THREADS
-    lookup(conn, n, keys, keylens, ttlbuf, ts, &res);
+    lookup(conn, n, keys, keylens, ttl, ts, &res);
     Py_END_ALLOW_THREADS
     st->stats.redis_round_trips += (unsigned long long)res.round_trips;
     switch (res.status) {
@@ -631,17 +651,22 @@ alkey_ttl_arg(PyObject *obj, long *ttl)
 /* ------------------------------------------------------------------ */
 /* The token keys of a cache key                                        */
 
-/* A slot's token is made of at most this many: its identifier's own, its
- * table's epoch, the global epoch. */
-#define MAX_PARTS 3
+#define MAX_PARTS ALKEY_TOKEN_MAX_PARTS
+
+/* A keyset this small (a call of about 16 identifiers) lives in the
+ * keyset itself, on the caller's stack: allocating it would cost as much
+ * as building it. */
+#define KEYSET_INLINE 4096
 
 /* The Redis keys ("<namespace>:<identifier>") that one cache_key call
  * reads, and which of them make each slot's token.  Every slot has a key
  * of its own; an epoch key is there once however many slots fold it in.
  * A call names few tables, so an epoch is looked for among the distinct
- * epochs seen so far.  Owns every buffer (PyMem); built with the GIL, read
- * without it. */
+ * epochs seen so far.  One block holds every array, the slots' tokens for
+ * alkey_keyplan_finish() and the keys' text: the inline one, or heap
+ * (PyMem), which the keyset owns.  Built with the GIL, read without it. */
 typedef struct {
+    void *heap;
     char *buf;                  /* the keys' text */
     size_t len;
     const char **keys;          /* m keys into buf */
@@ -651,18 +676,25 @@ typedef struct {
     Py_ssize_t nepochs;
     Py_ssize_t *parts;          /* slot i: parts[i * MAX_PARTS + j] ... */
     int *nparts;                /* ... for j < nparts[i] */
+    alkey_slot_token *tokens;   /* slot i's token, once the keys are read */
+    union {
+        max_align_t align;
+        char bytes[KEYSET_INLINE];
+    } inline_block;
 } keyset;
+
+/* Everything but the inline block, which is never read before written. */
+static void
+keyset_init(keyset *ks)
+{
+    memset(ks, 0, offsetof(keyset, inline_block));
+}
 
 static void
 keyset_free(keyset *ks)
 {
-    PyMem_Free(ks->buf);
-    PyMem_Free(ks->keys);
-    PyMem_Free(ks->lens);
-    PyMem_Free(ks->epochs);
-    PyMem_Free(ks->parts);
-    PyMem_Free(ks->nparts);
-    memset(ks, 0, sizeof(*ks));
+    PyMem_Free(ks->heap);
+    keyset_init(ks);
 }
 
 static int
@@ -718,10 +750,13 @@ static int
 keyset_build(keyset *ks, const alkey_keyplan *plan, const char *ns,
              size_t nslen)
 {
-    size_t n = plan->nslots, total = 0, i;
+    size_t n = plan->nslots, total = 0, i, table_len = 0;
+    const char *table = NULL;
+    Py_ssize_t table_epoch = -1, global_epoch = -1;
+    char *p;
 
-    memset(ks, 0, sizeof(*ks));
-    if (n > (size_t)PY_SSIZE_T_MAX / MAX_PARTS / sizeof(Py_ssize_t)) {
+    keyset_init(ks);
+    if (n > (size_t)PY_SSIZE_T_MAX / 256) {
         PyErr_NoMemory();
         return -1;
     }
@@ -741,17 +776,45 @@ keyset_build(keyset *ks, const alkey_keyplan *plan, const char *ns,
             return -1;
         }
     }
-    ks->buf = PyMem_Malloc(total ? total : 1);
-    ks->keys = PyMem_Malloc(sizeof(char *) * MAX_PARTS * n);
-    ks->lens = PyMem_Malloc(sizeof(size_t) * MAX_PARTS * n);
-    ks->epochs = PyMem_Malloc(sizeof(Py_ssize_t) * MAX_PARTS * n);
-    ks->parts = PyMem_Malloc(sizeof(Py_ssize_t) * MAX_PARTS * n);
-    ks->nparts = PyMem_Malloc(sizeof(int) * n);
-    if (ks->buf == NULL || ks->keys == NULL || ks->lens == NULL
-        || ks->epochs == NULL || ks->parts == NULL || ks->nparts == NULL) {
-        PyErr_NoMemory();
-        return -1;
+    /* The arrays widest first, so that each one is aligned; the text
+     * last. */
+    {
+        size_t arrays = sizeof(alkey_slot_token) * n
+                        + (sizeof(char *) + sizeof(size_t)
+                           + 2 * sizeof(Py_ssize_t)) * MAX_PARTS * n
+                        + sizeof(int) * n;
+
+        if (size_add(&total, arrays) < 0 || total > (size_t)PY_SSIZE_T_MAX) {
+            PyErr_NoMemory();
+            return -1;
+        }
     }
+    if (total <= KEYSET_INLINE) {
+        p = ks->inline_block.bytes;
+    }
+    else {
+        p = ks->heap = PyMem_Malloc(total);
+        if (p == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    ks->tokens = (alkey_slot_token *)p;
+    p += sizeof(alkey_slot_token) * n;
+    ks->keys = (const char **)p;
+    p += sizeof(char *) * MAX_PARTS * n;
+    ks->lens = (size_t *)p;
+    p += sizeof(size_t) * MAX_PARTS * n;
+    ks->epochs = (Py_ssize_t *)p;
+    p += sizeof(Py_ssize_t) * MAX_PARTS * n;
+    ks->parts = (Py_ssize_t *)p;
+    p += sizeof(Py_ssize_t) * MAX_PARTS * n;
+    ks->nparts = (int *)p;
+    p += sizeof(int) * n;
+    ks->buf = p;
+    /* The epochs of the table of the last instance, and the global one,
+     * are reused without a search: a call mostly names rows of one
+     * table. */
     for (i = 0; i < n; i++) {
         const alkey_slot *sl = &plan->slots[i];
         const char *oid = plan->buf + sl->oid_off;
@@ -761,18 +824,49 @@ keyset_build(keyset *ks, const alkey_keyplan *plan, const char *ns,
         parts[k++] = keyset_add(ks, ns, nslen, oid, sl->oid_len, NULL, 0,
                                 sl->kind == ALKEY_OID_EPOCH);
         if (sl->kind == ALKEY_OID_INSTANCE) {
-            parts[k++] = keyset_add(ks, ns, nslen, oid,
-                                    alkey_oid_table_len(oid, sl->oid_len),
-                                    "#!", 2, 1);
+            size_t tlen = alkey_oid_table_len(oid, sl->oid_len);
+
+            if (table == NULL || tlen != table_len
+                || memcmp(oid, table, tlen) != 0) {
+                table = oid;
+                table_len = tlen;
+                table_epoch = keyset_add(ks, ns, nslen, oid, tlen, "#!", 2,
+                                         1);
+            }
+            parts[k++] = table_epoch;
         }
         if (sl->kind == ALKEY_OID_INSTANCE || sl->kind == ALKEY_OID_TABLE) {
-            parts[k++] = keyset_add(ks, ns, nslen, ALKEY_GLOBAL_EPOCH,
-                                    ALKEY_GLOBAL_EPOCH_LEN, NULL, 0, 1);
+            if (global_epoch < 0) {
+                global_epoch = keyset_add(ks, ns, nslen, ALKEY_GLOBAL_EPOCH,
+                                          ALKEY_GLOBAL_EPOCH_LEN, NULL, 0, 1);
+            }
+            parts[k++] = global_epoch;
         }
         ks->nparts[i] = k;
     }
-    assert(ks->len <= total);
+    assert(ks->buf + ks->len <= (char *)ks->tokens + total);
     return 0;
+}
+
+/* Points each slot's token at its parts in ts, which holds the tokens of
+ * ks's keys (escaped for a key), and returns the slots' tokens. */
+static const alkey_slot_token *
+keyset_tokens(keyset *ks, Py_ssize_t nslots, const tokenset *ts)
+{
+    Py_ssize_t i;
+    int j;
+
+    for (i = 0; i < nslots; i++) {
+        alkey_slot_token *t = &ks->tokens[i];
+        const Py_ssize_t *parts = ks->parts + i * MAX_PARTS;
+
+        t->n = ks->nparts[i];
+        for (j = 0; j < t->n; j++) {
+            t->part[j] = ts->buf + ts->offs[parts[j]];
+            t->len[j] = ts->lens[parts[j]];
+        }
+    }
+    return ks->tokens;
 }
 
 const char alkey_cache_key_doc[] = PyDoc_STR(
@@ -829,17 +923,16 @@ alkey_py_cache_key(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     alkey_state *st = alkey_get_state(module);
     alkey_keyplan plan;
     keyset ks;
-    tokenset ts, joined;
+    tokenset ts;
     PyObject *source, *result = NULL;
     const char *ns;
-    Py_ssize_t nslen, i, n;
+    Py_ssize_t nslen, n;
     long ttl;
     int hashed, rc;
 
     alkey_keyplan_init(&plan);
-    memset(&ks, 0, sizeof(ks));
+    keyset_init(&ks);
     memset(&ts, 0, sizeof(ts));
-    memset(&joined, 0, sizeof(joined));
     if (nargs != 5) {
         PyErr_Format(PyExc_TypeError,
                      "cache_key() takes 5 arguments (source, args, "
@@ -864,12 +957,11 @@ alkey_py_cache_key(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     n = (Py_ssize_t)plan.nslots;
     if (n == 0) {
-        result = alkey_keyplan_finish(&plan, NULL, NULL, hashed);
+        result = alkey_keyplan_finish(&plan, NULL, hashed);
         goto done;
     }
     if (keyset_build(&ks, &plan, ns, (size_t)nslen) < 0
-        || tokenset_init(&ts, ks.m, 1) < 0
-        || tokenset_init(&joined, n, 1) < 0) {
+        || tokenset_init(&ts, ks.m, 1) < 0) {
         goto done;
     }
     rc = names_pending(st, &ks, (size_t)nslen);
@@ -904,17 +996,8 @@ alkey_py_cache_key(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
     }
     st->stats.tokens_looked_up += (unsigned long long)ks.m;
-    for (i = 0; i < n; i++) {
-        if (tokenset_join(&joined, i, &ts, ks.parts + i * MAX_PARTS,
-                          ks.nparts[i]) < 0) {
-            PyErr_NoMemory();
-            goto done;
-        }
-    }
-    result = alkey_keyplan_finish(&plan, tokenset_ptrs(&joined), joined.lens,
-                                  hashed);
+    result = alkey_keyplan_finish(&plan, keyset_tokens(&ks, n, &ts), hashed);
 done:
-    tokenset_free(&joined);
     tokenset_free(&ts);
     keyset_free(&ks);
     alkey_keyplan_free(&plan);

@@ -36,16 +36,13 @@ _QUERY_PASSWORD = ('parse_url shows a password= query option in its '
                    'ConfigurationError when the option name is spelt with '
                    'an escape or the value holds an "@" (_redact matches '
                    'the raw text, after cutting at the last "@")')
-_AMPLIFICATION = ('inner() escapes every nested level again: the key grows '
-                  'with depth x escapes below it, the time with the cube '
-                  'of the depth')
 
 #: Reproducers of open bugs, by corpus path: the check they break (one of
 #: CHECKS below, or a stricter one) and why.  Expected to fail until fixed;
-#: then drop the entry, and the file joins the replay.
-KNOWN_BUGS = {
-    'key/repro-nesting-amplification': ('key_size', _AMPLIFICATION),
-}
+#: then drop the entry, and the file joins the replay.  (Issue 6's
+#: key/repro-nesting-amplification was one: fixed, it is replayed with the
+#: key size check.)
+KNOWN_BUGS: dict[str, tuple[str, str]] = {}
 
 
 def check_oid(data: bytes) -> None:
@@ -61,10 +58,7 @@ def check_url(data: bytes) -> None:
 
 
 def check_key(data: bytes) -> None:
-    fuzzcheck.check_key(data)
-
-
-def check_key_size(data: bytes) -> None:
+    # With the size bound: nesting must not multiply the key (issue 6).
     fuzzcheck.check_key_size(data)
 
 
@@ -74,7 +68,7 @@ CHECKS: dict[str, Callable[[bytes], None]] = {
     'url': check_url,
     'key': check_key,
 }
-STRICTER_CHECKS = {'key_size': check_key_size}
+STRICTER_CHECKS: dict[str, Callable[[bytes], None]] = {}
 
 
 def corpus_files(target: str) -> list[Path]:
@@ -123,19 +117,27 @@ def _nested(depth: int, leaf: Any) -> Any:
     return leaf
 
 
-@pytest.mark.xfail(strict=True, reason=_AMPLIFICATION)
 def test_key_size_is_linear_in_nesting_depth():
-    # 400 levels: 322 kB today, 1.3 MB as nested dicts, 0.1 to 0.3 s;
-    # 990 levels of dicts whose keys hold ',:()%': 7.8 MB and 5 s.  Refusing
-    # deep nesting (a ValueError or TypeError) is a fix too.
+    # Issue 6: 400 levels made a 322 kB key, 990 levels of dicts whose keys
+    # hold ',:()%' 7.8 MB in 5 s, as every level escaped all below it
+    # again.  Now a level adds its tag and the length of what it holds.
     from alkey import _native
 
-    for value in (_nested(400, ()), _nested(60, '%' * 1000)):
-        try:
-            key = _native.encode_key([value], [])
-        except (ValueError, TypeError):
-            continue
-        assert len(key) <= 64 * 1000
+    for leaf in ((), '%' * 1000, {',:()%' * 20: b'/' * 50}):
+        sizes = [len(_native.encode_key([_nested(depth, leaf)], []))
+                 for depth in range(fuzzcheck.MAX_NESTING - 1)]
+        # A level wraps enc (n bytes) as "~t(<n>:" enc ")".
+        for inner, outer in zip(sizes, sizes[1:]):
+            assert outer == inner + 5 + len(str(inner)), (leaf, sizes)
+
+
+def test_nesting_past_the_limit_is_a_clear_error():
+    from alkey import _native
+
+    for deep in (_nested(64, ()), _nested(400, ()), _nested(64, [{1: 2}])):
+        with pytest.raises(ValueError, match=r'nested more than 64 deep'
+                           r'.*flatten the value'):
+            _native.encode_key([deep], [])
 
 
 def test_known_bugs_have_their_reproducers():

@@ -126,7 +126,33 @@ values = st.recursive(
     ),
     max_leaves=10,
 )
-arg_tuples = st.lists(values, max_size=4).map(tuple)
+
+
+def wrap_in(value: Any, kinds: list[str]) -> Any:
+    """value inside one container per kind, the first innermost; a set
+    member or dict key that is unhashable goes in a tuple instead."""
+    for kind in kinds:
+        if kind == 'tuple':
+            value = (value,)
+        elif kind == 'list':
+            value = [value, 'x,1:y']
+        elif kind == 'dict':
+            value = {'k,=1:': value}
+        else:
+            try:
+                value = {value: None} if kind == 'dict key' else frozenset([value])
+            except TypeError:
+                value = (value,)
+    return value
+
+
+# Deep chains of containers of every kind (issue 6), within the nesting
+# limit of 64 levels: values above are a few levels deep at most.
+deep_values = st.builds(
+    wrap_in, values,
+    st.lists(st.sampled_from(['tuple', 'list', 'dict', 'dict key', 'frozenset']),
+             min_size=2, max_size=40))
+arg_tuples = st.lists(values | deep_values, max_size=4).map(tuple)
 
 
 def token_of(oid: str, salt: str = '') -> str:
@@ -156,6 +182,7 @@ def near_variants(draw, args: tuple) -> tuple:
     args = list(args)
     edit = draw(st.sampled_from([
         'split', 'join', 'wrap', 'unwrap', 'retype', 'escape', 'drop', 'nest_id',
+        'imitate',
     ]))
     strings = [i for i, a in enumerate(args) if type(a) is str]
     if edit == 'split' and strings:
@@ -201,6 +228,18 @@ def near_variants(draw, args: tuple) -> tuple:
         del args[draw(st.integers(0, len(args) - 1))]
     elif edit == 'nest_id':
         args.append((draw(st.sampled_from(IDENTIFIERS)),))
+    elif edit == 'imitate' and args:
+        # A string spelling an argument's encoding, or a container whose
+        # string spells the elements of the original.
+        i = draw(st.integers(0, len(args) - 1))
+        spelled = key_of((args[i],), FixedTokens())
+        spelled = draw(st.sampled_from([spelled, unquote(spelled)]))
+        if type(args[i]) in (tuple, list) and spelled.endswith(')'):
+            inner = spelled[3:-1]
+            spelled = draw(st.sampled_from([
+                spelled, type(args[i])([inner]), type(args[i])(inner.split(',')),
+            ]))
+        args[i] = spelled
     return tuple(args)
 
 

@@ -33,10 +33,10 @@ from typing import Any
 from urllib.parse import unquote_plus, unquote_to_bytes
 
 __all__ = [
-    'EPOCH', 'Finding', 'GLOBAL', 'INSTANCE', 'NONE', 'SECRET', 'TABLE',
-    'check_key', 'check_key_size', 'check_oid', 'check_unpack', 'check_url',
-    'decode_args', 'deep_recursion', 'encode_args', 'ref_kind', 'text_input',
-    'token_for_slot', 'url_input',
+    'EPOCH', 'Finding', 'GLOBAL', 'INSTANCE', 'MAX_NESTING', 'NONE', 'SECRET',
+    'TABLE', 'check_key', 'check_key_size', 'check_oid', 'check_unpack', 'check_url',
+    'decode_args', 'deep_recursion', 'encode_args', 'nesting', 'ref_kind',
+    'text_input', 'token_for_slot', 'url_input',
 ]
 
 
@@ -147,8 +147,9 @@ def check_oid(text: str) -> int:
 
 # -- the key target's bytecode (tests/fuzz/key_fuzzer.c) ---------------------
 
-#: Containers deeper than this are decoded empty (key_fuzzer.c says why).
-MAX_DEPTH = 40
+#: Containers deeper than this are decoded empty (key_fuzzer.c says why):
+#: past MAX_NESTING, so that the encoder's limit is reached.
+MAX_DEPTH = 72
 #: Top-level arguments read from one input.
 MAX_ARGS = 64
 
@@ -298,12 +299,18 @@ def token_for_slot(i: int) -> str:
 
 # -- the readable key decoded (spec: "Readable cache key") -------------------
 
-_PCT = re.compile('%([0-9A-F]{2})')
+#: Containers nested deeper than this are refused (ALKEY_KEY_MAX_NESTING).
+MAX_NESTING = 64
 
 
-def _unpct(text: str) -> str:
-    """Undo inner(): every "%" in inner(e) starts an escape inner() made."""
-    return _PCT.sub(lambda m: chr(int(m.group(1), 16)), text)
+def nesting(value: Any) -> int:
+    """How many containers deep value goes (a scalar 0, () 1)."""
+    if isinstance(value, (tuple, list, set, frozenset)):
+        return 1 + max((nesting(e) for e in value), default=0)
+    if isinstance(value, dict):
+        return 1 + max((max(nesting(k), nesting(v))
+                        for k, v in value.items()), default=0)
+    return 0
 
 
 def _canon(value: Any) -> Any:
@@ -331,51 +338,81 @@ def _canon(value: Any) -> Any:
     raise TypeError('no canonical form for %r' % (value,))
 
 
-def _split_elements(body: str, text: str) -> list[str]:
-    expect(body.startswith('(') and body.endswith(')'),
+_LENGTH = re.compile(rb'(0|[1-9][0-9]*):')
+
+
+def _element(data: bytes, pos: int, text: bytes) -> tuple[bytes, int]:
+    """The elem() at data[pos:] ("<len>:" and len bytes): (its enc(),
+    where it ends)."""
+    m = _LENGTH.match(data, pos)
+    expect(m, 'no element length at %d in %r', pos, text)
+    assert m is not None
+    end = m.end() + int(m.group(1))
+    expect(end <= len(data), 'an element overruns %r', text)
+    return data[m.end():end], end
+
+
+def _members(body: bytes, text: bytes, pairs: bool) -> list[tuple[bytes, ...]]:
+    """The elem()s of "(" elem *("," elem) ")" (pairs: elem "=" elem), each
+    with the text it spans last."""
+    expect(body[:1] == b'(' and body[-1:] == b')',
            'container %r is not parenthesised', text)
-    inner = body[1:-1]
-    return inner.split(',') if inner else []
+    members: list[tuple[bytes, ...]] = []
+    pos = 1
+    while pos < len(body) - 1:
+        if members:
+            expect(body[pos:pos + 1] == b',', 'no "," at %d in %r', pos, text)
+            pos += 1
+        start = pos
+        first, pos = _element(body, pos, text)
+        if pairs:
+            expect(body[pos:pos + 1] == b'=', 'dict entry without "=" in %r',
+                   text)
+            second, pos = _element(body, pos + 1, text)
+            members.append((first, second, body[start:pos]))
+        else:
+            members.append((first, body[start:pos]))
+    expect(pos == len(body) - 1, 'junk after the elements of %r', text)
+    return members
 
 
-def _parse_value(text: str) -> Any:
-    """The canonical form of one encoded value (spec's enc())."""
-    if not text.startswith('~'):
-        expect(text != '', 'an empty encoding')
-        return ('s', unquote_to_bytes(text).decode('utf-8'))
-    tag, body = text[1:2], text[2:]
+def _parse_value(data: bytes) -> Any:
+    """The canonical form of one encoded value (spec's enc()), from its
+    UTF-8 bytes."""
+    if not data.startswith(b'~'):
+        expect(data != b'', 'an empty encoding')
+        expect(b'/' not in data, 'a raw "/" in %r', data)
+        return ('s', unquote_to_bytes(data).decode('utf-8'))
+    tag, body = data[1:2].decode('latin-1'), data[2:]
     if tag in ('E', 'T', 'F', 'N'):
-        expect(body == '', 'junk after ~%s in %r', tag, text)
+        expect(body == b'', 'junk after ~%s in %r', tag, data)
         return ('s', '') if tag == 'E' else (tag,)
     if tag == 'x':
         return ('s', unquote_to_bytes(body).decode('utf-8', 'surrogatepass'))
     if tag == 'i':
-        expect(re.fullmatch('0|-?[1-9][0-9]*', body), 'bad int %r', text)
+        expect(re.fullmatch(rb'0|-?[1-9][0-9]*', body), 'bad int %r', data)
         return ('i', int(body))
     if tag == 'f':
-        expect(repr(float(body)) == body, 'float not in repr form: %r', text)
-        return ('f', body)
+        text = body.decode('ascii')
+        expect(repr(float(text)) == text, 'float not in repr form: %r', data)
+        return ('f', text)
     if tag == 'b':
-        expect(re.fullmatch('(?:[A-Za-z0-9._-]|%[0-9A-F]{2})*', body),
-               'bad bytes %r', text)
+        expect(re.fullmatch(rb'(?:[A-Za-z0-9._-]|%[0-9A-F]{2})*', body),
+               'bad bytes %r', data)
         return ('b', unquote_to_bytes(body))
     if tag in ('t', 'l'):
-        elements = _split_elements(body, text)
-        return (tag, tuple(_parse_value(_unpct(e)) for e in elements))
+        return (tag, tuple(_parse_value(e)
+                           for e, _ in _members(body, data, False)))
     if tag in ('s', 'd'):
-        elements = _split_elements(body, text)
-        raw = [e.encode('utf-8') for e in elements]
-        expect(raw == sorted(raw), 'unsorted %r', text)
+        members = _members(body, data, tag == 'd')
+        spans = [m[-1] for m in members]
+        expect(spans == sorted(spans), 'unsorted %r', data)
         if tag == 's':
-            return ('S', tuple(sorted((_parse_value(_unpct(e))
-                                       for e in elements), key=repr)))
-        pairs = []
-        for e in elements:
-            expect(e.count(':') == 1, 'dict entry %r is not k:v', e)
-            k, _, v = e.partition(':')
-            pairs.append((_parse_value(_unpct(k)), _parse_value(_unpct(v))))
-        return ('D', tuple(sorted(pairs, key=repr)))
-    raise Finding('unknown tag in %r' % (text,))
+            return ('S', tuple(sorted((_parse_value(e) for e, _ in members),
+                                      key=repr)))
+        return ('D', tuple(sorted(((_parse_value(k), _parse_value(v))
+                                   for k, v, _ in members), key=repr)))
+    raise Finding('unknown tag in %r' % (data,))
 
 
 def parse_key(key: str) -> list[Any]:
@@ -389,20 +426,24 @@ def parse_key(key: str) -> list[Any]:
             result.append(('oid', oid,
                            unquote_to_bytes(token).decode('utf-8')))
         else:
-            result.append(_parse_value(segment))
+            result.append(_parse_value(segment.encode('utf-8')))
     return result
 
 
-def check_key(data: bytes) -> str:
+def check_key(data: bytes) -> str | None:
     """Replays one key target input through ``_native.encode_key``: the key
     decodes back to exactly the arguments, the hashed form is the SHA-256 of
-    the readable one, no reference is gained or lost.  Returns the key."""
+    the readable one, no reference is gained or lost; arguments that nest
+    containers deeper than MAX_NESTING are refused with a ValueError that
+    names the limit, and only they are.  Returns the key (None when
+    refused)."""
     from alkey import _native
 
-    _, args, depth = decode_args(data)
+    _, args, _ = decode_args(data)
     expected = []
     nslots = 0
     with deep_recursion():
+        deepest = max((nesting(arg) for arg in args), default=0)
         for arg in args:
             if isinstance(arg, str) and ref_kind(arg) != NONE:
                 expected.append(('oid', arg, token_for_slot(nslots)))
@@ -415,8 +456,20 @@ def check_key(data: bytes) -> str:
         key = _native.encode_key(args, tokens)
         hashed = _native.encode_key(tuple(args), tokens, True)
     except RecursionError:
-        # Not at MAX_DEPTH under the default recursion limit (1000).
-        raise Finding('RecursionError at nesting depth %d' % depth) from None
+        # Not within MAX_NESTING under the default recursion limit (1000).
+        raise Finding('RecursionError at nesting depth %d'
+                      % deepest) from None
+    except ValueError as exc:
+        expect(deepest > MAX_NESTING,
+               'ValueError at nesting depth %d: %s', deepest, exc)
+        expect('nested more than %d deep' % MAX_NESTING in str(exc),
+               'the nesting error does not name the limit: %s', exc)
+        del exc
+        after = [sys.getrefcount(a) for a in args]
+        expect(refs == after, 'reference counts changed: %r -> %r',
+               refs, after)
+        return None
+    expect(deepest <= MAX_NESTING, 'containers %d deep were keyed', deepest)
     expect(type(key) is str, 'encode_key returned %r', key)
     expect(hashed == hashlib.sha256(key.encode('utf-8')).hexdigest(),
            'hashed key %r is not the SHA-256 of %r', hashed, key)
@@ -434,11 +487,11 @@ def check_key(data: bytes) -> str:
     return key
 
 
-def check_key_size(data: bytes) -> str:
+def check_key_size(data: bytes) -> str | None:
     """check_key, and the key stays within a constant factor of the input
     (nesting must not multiply it)."""
     key = check_key(data)
-    size = len(key.encode('utf-8'))
+    size = len(key.encode('utf-8')) if key is not None else 0
     expect(size <= 32 * len(data) + 64,
            'a %d-byte input makes a %d-byte key', len(data), size)
     return key

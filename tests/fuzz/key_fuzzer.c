@@ -22,8 +22,9 @@
  *   14 set    15 frozenset: count values; unhashable ones skipped
  *
  * Checks: the plan built in two add_args calls is the plan built in one
- * (and a failing call leaves the plan as it was); only RecursionError
- * (near RECURSION_LIMIT levels) or MemoryError may come out; the readable
+ * (and a failing call leaves the plan as it was); a ValueError comes out
+ * exactly when containers nest deeper than ALKEY_KEY_MAX_NESTING, and
+ * nothing else may but MemoryError; the readable
  * key has one "/" per argument boundary and each segment has the shape
  * the spec gives its argument; the hashed key is the SHA-256 of the
  * readable one; finishing twice gives the same key; no reference count of
@@ -47,13 +48,12 @@
 #error "build with -DALKEY_FUZZ_PYTHON_HOME='\"sys.base_prefix\"'"
 #endif
 
-/* Containers deeper than MAX_DEPTH decode empty.  The encoder's time
- * grows with the cube of the nesting depth (inner() re-escapes every level
- * below), so deep inputs would only be timeouts; the interpreter's
- * recursion limit is lowered to RECURSION_LIMIT instead, so that the
- * encoder's RecursionError is still reached, cheaply. */
-#define MAX_DEPTH 40
-#define RECURSION_LIMIT 32
+/* Containers deeper than MAX_DEPTH decode empty: a few levels past the
+ * encoder's ALKEY_KEY_MAX_NESTING, so that its refusal is reached.  The
+ * interpreter's recursion limit stays above both, so that the encoder's
+ * own limit, not a RecursionError, is what deep inputs meet. */
+#define MAX_DEPTH 72
+#define RECURSION_LIMIT (MAX_DEPTH + 64)
 #define MAX_ARGS 64
 
 static alkey_state state;   /* zeroed: no resolver */
@@ -91,7 +91,6 @@ fail(const char *fmt, ...)
 typedef struct {
     const uint8_t *p;
     size_t n, i;
-    int depth;      /* deepest nesting decoded */
 } reader;
 
 static unsigned
@@ -178,9 +177,6 @@ decode(reader *r, int depth)
     size_t n;
     PyObject *o = NULL;
 
-    if (depth > r->depth) {
-        r->depth = depth;
-    }
     switch (op) {
     case 0:
         n = take(r, next_byte(r), &d);
@@ -414,7 +410,8 @@ expected_tag(PyObject *o)
     return 's';
 }
 
-/* The segment of one top-level argument in the readable key. */
+/* The segment of one top-level argument in the readable key; tokens[i]
+ * is slot i's token as the key must show it. */
 static void
 check_segment(PyObject *arg, const char *seg, size_t n, size_t *slot,
               size_t nslots, const char *const *tokens, const size_t *lens)
@@ -453,14 +450,15 @@ check_segment(PyObject *arg, const char *seg, size_t n, size_t *slot,
             fail("out of memory");
         }
         if (alkey_oid_kind(s, len) != ALKEY_OID_NONE) {
-            /* <oid> "~" esc(token) */
+            /* <oid> "~" <token> */
             if (*slot >= nslots) {
                 fail("the identifier %s has no slot", s);
             }
             memcpy(want, s, (size_t)len);
             wlen = (size_t)len;
             want[wlen++] = '~';
-            put_esc(want, &wlen, tokens[*slot], lens[*slot]);
+            memcpy(want + wlen, tokens[*slot], lens[*slot]);
+            wlen += lens[*slot];
             (*slot)++;
         }
         else {
@@ -474,15 +472,55 @@ check_segment(PyObject *arg, const char *seg, size_t n, size_t *slot,
     }
 }
 
-/* RecursionError only where the nesting nears the recursion limit. */
+/* How many containers deep o (borrowed) goes: a scalar 0, () 1. */
 static int
-allowed_error(int depth)
+nesting(PyObject *o)
+{
+    Py_ssize_t i;
+    int deepest = 0, d;
+
+    if (PyTuple_Check(o) || PyList_Check(o)) {
+        for (i = 0; i < PySequence_Fast_GET_SIZE(o); i++) {
+            d = nesting(PySequence_Fast_GET_ITEM(o, i));
+            deepest = d > deepest ? d : deepest;
+        }
+        return deepest + 1;
+    }
+    if (PyDict_Check(o)) {
+        PyObject *k, *v;
+
+        i = 0;
+        while (PyDict_Next(o, &i, &k, &v)) {
+            d = nesting(k);
+            deepest = d > deepest ? d : deepest;
+            d = nesting(v);
+            deepest = d > deepest ? d : deepest;
+        }
+        return deepest + 1;
+    }
+    if (PyAnySet_Check(o)) {
+        PyObject *k;
+        Py_hash_t h;
+
+        i = 0;
+        while (_PySet_NextEntry(o, &i, &k, &h)) {
+            d = nesting(k);
+            deepest = d > deepest ? d : deepest;
+        }
+        return deepest + 1;
+    }
+    return 0;
+}
+
+/* MemoryError anywhere; ValueError where containers nest too deep. */
+static int
+allowed_error(int deepest)
 {
     if (PyErr_ExceptionMatches(PyExc_MemoryError)) {
         return 1;
     }
-    return PyErr_ExceptionMatches(PyExc_RecursionError)
-           && depth >= RECURSION_LIMIT - 16;
+    return PyErr_ExceptionMatches(PyExc_ValueError)
+           && deepest > ALKEY_KEY_MAX_NESTING;
 }
 
 
@@ -520,9 +558,10 @@ same_plan(const alkey_keyplan *a, const alkey_keyplan *b)
 }
 
 static void
-check_key(PyObject *args, const alkey_keyplan *plan, int depth)
+check_key(PyObject *args, const alkey_keyplan *plan, int deepest)
 {
-    char tokbuf[MAX_ARGS][32];
+    char tokbuf[MAX_ARGS][32], shown[MAX_ARGS][3 * 32 + 2];
+    alkey_slot_token toks[MAX_ARGS];
     const char *tokens[MAX_ARGS];
     size_t lens[MAX_ARGS], i, slot = 0;
     PyObject *key, *again, *hashed;
@@ -537,8 +576,22 @@ check_key(PyObject *args, const alkey_keyplan *plan, int depth)
         fail("%zu slots for %zd arguments", plan->nslots, nargs);
     }
     for (i = 0; i < plan->nslots; i++) {
-        lens[i] = token_for_slot(i, tokbuf[i], sizeof(tokbuf[i]));
-        tokens[i] = tokbuf[i];
+        /* In key form (esc()), and in two parts in odd slots, as a slot's
+         * token and its epochs are: shown joined by ".". */
+        lens[i] = 0;
+        put_esc(shown[i], &lens[i], tokbuf[i],
+                token_for_slot(i, tokbuf[i], sizeof(tokbuf[i])));
+        toks[i].n = 1;
+        toks[i].part[0] = shown[i];
+        toks[i].len[0] = lens[i];
+        if (i % 2 == 1) {
+            toks[i].n = 2;
+            toks[i].part[1] = "E";
+            toks[i].len[1] = 1;
+            memcpy(shown[i] + lens[i], ".E", 2);
+            lens[i] += 2;
+        }
+        tokens[i] = shown[i];
         if (plan->slots[i].kind == ALKEY_OID_NONE
             || plan->slots[i].kind != alkey_oid_kind(
                    plan->buf + plan->slots[i].oid_off,
@@ -546,9 +599,9 @@ check_key(PyObject *args, const alkey_keyplan *plan, int depth)
             fail("slot %zu has kind %d", i, plan->slots[i].kind);
         }
     }
-    key = alkey_keyplan_finish((alkey_keyplan *)plan, tokens, lens, 0);
+    key = alkey_keyplan_finish((alkey_keyplan *)plan, toks, 0);
     if (key == NULL) {
-        if (allowed_error(depth)) {
+        if (allowed_error(deepest)) {
             PyErr_Clear();
             return;
         }
@@ -584,12 +637,12 @@ check_key(PyObject *args, const alkey_keyplan *plan, int depth)
         fail("%zd segments and %zu slots for %zd arguments and %zu slots: %s",
              seg, slot, nargs, plan->nslots, k);
     }
-    again = alkey_keyplan_finish((alkey_keyplan *)plan, tokens, lens, 0);
+    again = alkey_keyplan_finish((alkey_keyplan *)plan, toks, 0);
     if (again == NULL || PyUnicode_Compare(key, again) != 0) {
         fail("a second finish gave another key");
     }
     Py_DECREF(again);
-    hashed = alkey_keyplan_finish((alkey_keyplan *)plan, tokens, lens, 1);
+    hashed = alkey_keyplan_finish((alkey_keyplan *)plan, toks, 1);
     if (hashed == NULL) {
         fail("hashed finish failed");
     }
@@ -611,13 +664,13 @@ check_key(PyObject *args, const alkey_keyplan *plan, int depth)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    reader r = {data, size, 0, 0};
+    reader r = {data, size, 0};
     alkey_keyplan whole, parts;
     PyObject *list, *args, *first, *second;
     refsnap before = {0}, after = {0};
     Py_ssize_t nargs, split;
     unsigned split_byte;
-    int rc_whole, rc1, rc2;
+    int rc_whole, rc1, rc2, deepest;
 
     cur_data = data;
     cur_size = size;
@@ -644,14 +697,18 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     first = slice(args, 0, split);
     second = slice(args, split, nargs);
     snap_walk(&before, args);
+    deepest = nesting(args) - 1;
 
     alkey_keyplan_init(&whole);
     rc_whole = alkey_keyplan_add_args(&whole, &state, args);
     if (rc_whole < 0) {
-        if (!allowed_error(r.depth)) {
-            fail("add_args failed at depth %d", r.depth);
+        if (!allowed_error(deepest)) {
+            fail("add_args failed at nesting depth %d", deepest);
         }
         PyErr_Clear();
+    }
+    else if (deepest > ALKEY_KEY_MAX_NESTING) {
+        fail("containers nested %d deep were keyed", deepest);
     }
 
     /* The same in two calls; a failing call leaves the plan as it was. */
@@ -687,7 +744,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(copy);
     }
     if (rc_whole == 0) {
-        check_key(args, &whole, r.depth);
+        check_key(args, &whole, deepest);
     }
     alkey_keyplan_free(&whole);
     alkey_keyplan_free(&parts);

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from fuzzcheck import MAX_DEPTH, encode_args
+from fuzzcheck import MAX_NESTING, encode_args
 
 CORPUS = Path(__file__).resolve().parent / 'corpus'
 
@@ -145,13 +145,14 @@ def main() -> None:
         write(target, name, url.encode('utf-8'))
     for i, args in enumerate(KEYS):
         write('key', 'seed-%02d' % i, encode_args(args, split=i))
-    # Open bug: inner() escapes again at every level, so the key grows with
+    # Issue 6: inner() escaped again at every level, so the key grew with
     # the depth times the escapes below (and the time with its cube).
     write('key', 'repro-nesting-amplification',
-          encode_args((nested(MAX_DEPTH, '%' * 250),)))
-    # At MAX_DEPTH: past key_fuzzer.c's recursion limit.
-    write('key', 'seed-deep', encode_args((nested(MAX_DEPTH), 'x')))
-
+          encode_args((nested(40, '%' * 250),)))
+    # At the encoder's nesting limit, and one level past it (refused).
+    write('key', 'seed-deep', encode_args((nested(MAX_NESTING - 1), 'x')))
+    write('key', 'seed-too-deep',
+          encode_args((nested(MAX_NESTING, {'a,': '%'}), 'x')))
 
 if __name__ == '__main__':
     main()
