@@ -114,26 +114,53 @@ bench: deps native
 	$(VPY) benchmarks/run.py $(BENCH_ARGS)
 
 # The extension built with ALKEY_DEBUG_BUILD=1 (-Werror -O0, ASan +
-# UBSan) and loaded into the ordinary interpreter: the sanitizer runtimes
-# must be preloaded.  detect_leaks=0 because Python leaks at exit by design.
-# --capture=sys: the sanitizers write to fd 2, which pytest's default fd
-# capture would swallow along with an aborted process.  ALKEY_SANITIZER
-# tells tests that measure memory (RSS) that ASan's quarantine keeps freed
-# memory, so that they can skip themselves.
+# UBSan, -fno-sanitize-recover=undefined) and loaded into the ordinary
+# interpreter: the sanitizer runtimes must be preloaded.  detect_leaks=0
+# because Python leaks at exit by design.  ALKEY_SANITIZER tells tests that
+# measure memory (RSS) that ASan's quarantine keeps freed memory, so that
+# they can skip themselves.
+#
+# No report may go unnoticed: every one aborts the process that made it
+# (abort_on_error; UBSan cannot recover either), and the run fails when
+# any report shows up, even if pytest passed -- say in a forked child or
+# a subprocess whose exit status a test ignores:
+# - ASan writes its reports to $(SAN_DIR)/asan.<pid> (log_path), out of
+#   reach of any output capture, whatever process made them;
+# - UBSan (GCC's runtime ignores log_path next to ASan's) writes to fd 2,
+#   which --capture=sys leaves to the terminal and to $(SAN_DIR)/pytest.log,
+#   searched for reports afterwards (a subprocess whose stderr a test
+#   captures still dies of SIGABRT).
+# The normal build is put back whatever happened.
 ASAN_PRELOAD = $(shell $(CC_SAN) -print-file-name=libasan.so) $(shell $(CC_SAN) -print-file-name=libubsan.so)
+SAN_DIR := build/sanitizer
+SAN_REPORT := (ERROR|WARNING): [A-Za-z]+Sanitizer|:[0-9]+:[0-9]+: runtime error:
 
 test-asan: deps $(STAMP)
 	mkdir -p build
 	touch $(ASAN_MARK)
 	ALKEY_DEBUG_BUILD=1 $(VPY) setup.py --quiet build_ext --inplace --force \
 	    --build-temp build/temp-asan
+	rm -rf $(SAN_DIR)
+	mkdir -p $(SAN_DIR)
 	status=0; \
 	LD_PRELOAD="$(ASAN_PRELOAD)" \
-	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
-	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:log_path=$(CURDIR)/$(SAN_DIR)/asan \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:abort_on_error=1 \
 	ALKEY_SANITIZER=address,undefined \
-	    $(VPY) -m pytest --capture=sys $(PYTEST_ARGS) || status=$$?; \
+	    $(VPY) -m pytest --capture=sys $(PYTEST_ARGS) 2>&1 \
+	    | tee $(SAN_DIR)/pytest.log || status=$$?; \
+	if ls $(SAN_DIR)/asan.* >/dev/null 2>&1; then \
+	    echo "make: AddressSanitizer reports ($(SAN_DIR)/asan.*):" >&2; \
+	    cat $(SAN_DIR)/asan.* >&2; \
+	    status=1; \
+	fi; \
+	if grep -a -q -E '$(SAN_REPORT)' $(SAN_DIR)/pytest.log; then \
+	    echo "make: sanitizer reports in the output:" >&2; \
+	    grep -a -n -E '$(SAN_REPORT)' $(SAN_DIR)/pytest.log >&2; \
+	    status=1; \
+	fi; \
 	$(MAKE) --no-print-directory native; \
+	if [ $$status -ne 0 ]; then echo "make: test-asan failed" >&2; fi; \
 	exit $$status
 
 # The native tests under valgrind; PYTHONMALLOC=malloc lets valgrind see
