@@ -4,6 +4,7 @@
 #   make demo         examples/demo.py
 #   make example      the example blog (examples/blog) on http://localhost:6543/
 #   make test-asan    pytest against an ASan + UBSan build, then the normal build back
+#   make test-refcount  tests/test_refcounts.py on the debug interpreter (python3.11-dbg)
 #   make valgrind     the native tests under valgrind (PYTHONMALLOC=malloc)
 #   make hiredis1-check   csrc/*.c against the hiredis 1.x headers of hiredis-py's sdist
 #   make bench        benchmarks/run.py (BENCH_ARGS=--quick for a smoke run)
@@ -62,7 +63,7 @@ $(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-
 $(PYTHON) -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' || missing="$$missing python3-dev"
 endef
 
-.PHONY: test demo example deps venv native test-asan valgrind hiredis1-check bench clean distclean
+.PHONY: test demo example deps venv native test-asan test-refcount valgrind hiredis1-check bench clean distclean
 
 deps:
 	@$(missing_packages); \
@@ -162,6 +163,31 @@ test-asan: deps $(STAMP)
 	$(MAKE) --no-print-directory native; \
 	if [ $$status -ne 0 ]; then echo "make: test-asan failed" >&2; fi; \
 	exit $$status
+
+# Reference counts (tests/test_refcounts.py) on Debian's debug interpreter,
+# whose sys.gettotalrefcount() counts every reference: its own virtualenv
+# with the test extras, and the extension built for it
+# (alkey/_native.cpython-311d-*.so, beside the normal build).  The module
+# skips itself on a release interpreter.  PYTHONWARNINGS quiets pip, which
+# a debug interpreter runs with every warning shown.
+PYTHON_DBG ?= python3.11-dbg
+PYTHON_DBG_PACKAGES ?= python3.11-dbg python3.11-venv
+VENV_DBG := .venv-dbg
+VPY_DBG := $(VENV_DBG)/bin/python
+STAMP_DBG := $(VENV_DBG)/.installed
+
+$(STAMP_DBG): setup.py pyproject.toml | deps
+	@if ! $(PYTHON_DBG) -c 'import ensurepip, venv' 2>/dev/null; then \
+	    $(call apt_install, $(PYTHON_DBG_PACKAGES)); \
+	fi
+	[ -x $(VPY_DBG) ] || $(PYTHON_DBG) -m venv $(VENV_DBG)
+	PYTHONWARNINGS=ignore $(VPY_DBG) -m pip install --quiet --upgrade pip 'setuptools>=77' wheel
+	PYTHONWARNINGS=ignore $(VPY_DBG) -m pip install --quiet -e '.[test]'
+	touch $@
+
+test-refcount: deps $(STAMP_DBG)
+	$(VPY_DBG) setup.py --quiet build_ext --inplace --build-temp build/temp-dbg
+	$(VPY_DBG) -m pytest -p no:cacheprovider tests/test_refcounts.py $(PYTEST_ARGS)
 
 # The native tests under valgrind; PYTHONMALLOC=malloc lets valgrind see
 # every allocation.  Memory errors and definite leaks fail the run
@@ -282,10 +308,10 @@ hiredis1-check: deps $(STAMP)
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .hypothesis
 	rm -f alkey/*.so
-	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+	find . \( -path ./$(VENV) -o -path ./$(VENV_DBG) \) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(VENV_DBG)
 
 # ---- fuzzing (tests/fuzz/README.md) ----------------------------------------
 #
