@@ -4,6 +4,7 @@
 #   make demo         examples/demo.py
 #   make example      the example blog (examples/blog) on http://localhost:6543/
 #   make test-asan    pytest against an ASan + UBSan build, then the normal build back
+#   make test-refcount  tests/test_refcounts.py on the debug interpreter (python3.11-dbg)
 #   make valgrind     the native tests under valgrind (PYTHONMALLOC=malloc)
 #   make hiredis1-check   csrc/*.c against the hiredis 1.x headers of hiredis-py's sdist
 #   make bench        benchmarks/run.py (BENCH_ARGS=--quick for a smoke run)
@@ -62,7 +63,7 @@ $(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-
 $(PYTHON) -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' || missing="$$missing python3-dev"
 endef
 
-.PHONY: test demo example deps venv native test-asan valgrind hiredis1-check bench clean distclean
+.PHONY: test demo example deps venv native test-asan test-refcount valgrind hiredis1-check bench clean distclean
 
 deps:
 	@$(missing_packages); \
@@ -114,27 +115,79 @@ bench: deps native
 	$(VPY) benchmarks/run.py $(BENCH_ARGS)
 
 # The extension built with ALKEY_DEBUG_BUILD=1 (-Werror -O0, ASan +
-# UBSan) and loaded into the ordinary interpreter: the sanitizer runtimes
-# must be preloaded.  detect_leaks=0 because Python leaks at exit by design.
-# --capture=sys: the sanitizers write to fd 2, which pytest's default fd
-# capture would swallow along with an aborted process.  ALKEY_SANITIZER
-# tells tests that measure memory (RSS) that ASan's quarantine keeps freed
-# memory, so that they can skip themselves.
+# UBSan, -fno-sanitize-recover=undefined) and loaded into the ordinary
+# interpreter: the sanitizer runtimes must be preloaded.  detect_leaks=0
+# because Python leaks at exit by design.  ALKEY_SANITIZER tells tests that
+# measure memory (RSS) that ASan's quarantine keeps freed memory, so that
+# they can skip themselves.
+#
+# No report may go unnoticed: every one aborts the process that made it
+# (abort_on_error; UBSan cannot recover either), and the run fails when
+# any report shows up, even if pytest passed -- say in a forked child or
+# a subprocess whose exit status a test ignores:
+# - ASan writes its reports to $(SAN_DIR)/asan.<pid> (log_path), out of
+#   reach of any output capture, whatever process made them;
+# - UBSan (GCC's runtime ignores log_path next to ASan's) writes to fd 2,
+#   which --capture=sys leaves to the terminal and to $(SAN_DIR)/pytest.log,
+#   searched for reports afterwards (a subprocess whose stderr a test
+#   captures still dies of SIGABRT).
+# The normal build is put back whatever happened.
 ASAN_PRELOAD = $(shell $(CC_SAN) -print-file-name=libasan.so) $(shell $(CC_SAN) -print-file-name=libubsan.so)
+SAN_DIR := build/sanitizer
+SAN_REPORT := (ERROR|WARNING): [A-Za-z]+Sanitizer|:[0-9]+:[0-9]+: runtime error:
 
 test-asan: deps $(STAMP)
 	mkdir -p build
 	touch $(ASAN_MARK)
 	ALKEY_DEBUG_BUILD=1 $(VPY) setup.py --quiet build_ext --inplace --force \
 	    --build-temp build/temp-asan
+	rm -rf $(SAN_DIR)
+	mkdir -p $(SAN_DIR)
 	status=0; \
 	LD_PRELOAD="$(ASAN_PRELOAD)" \
-	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
-	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:log_path=$(CURDIR)/$(SAN_DIR)/asan \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:abort_on_error=1 \
 	ALKEY_SANITIZER=address,undefined \
-	    $(VPY) -m pytest --capture=sys $(PYTEST_ARGS) || status=$$?; \
+	    $(VPY) -m pytest --capture=sys $(PYTEST_ARGS) 2>&1 \
+	    | tee $(SAN_DIR)/pytest.log || status=$$?; \
+	if ls $(SAN_DIR)/asan.* >/dev/null 2>&1; then \
+	    echo "make: AddressSanitizer reports ($(SAN_DIR)/asan.*):" >&2; \
+	    cat $(SAN_DIR)/asan.* >&2; \
+	    status=1; \
+	fi; \
+	if grep -a -q -E '$(SAN_REPORT)' $(SAN_DIR)/pytest.log; then \
+	    echo "make: sanitizer reports in the output:" >&2; \
+	    grep -a -n -E '$(SAN_REPORT)' $(SAN_DIR)/pytest.log >&2; \
+	    status=1; \
+	fi; \
 	$(MAKE) --no-print-directory native; \
+	if [ $$status -ne 0 ]; then echo "make: test-asan failed" >&2; fi; \
 	exit $$status
+
+# Reference counts (tests/test_refcounts.py) on Debian's debug interpreter,
+# whose sys.gettotalrefcount() counts every reference: its own virtualenv
+# with the test extras, and the extension built for it
+# (alkey/_native.cpython-311d-*.so, beside the normal build).  The module
+# skips itself on a release interpreter.  PYTHONWARNINGS quiets pip, which
+# a debug interpreter runs with every warning shown.
+PYTHON_DBG ?= python3.11-dbg
+PYTHON_DBG_PACKAGES ?= python3.11-dbg python3.11-venv
+VENV_DBG := .venv-dbg
+VPY_DBG := $(VENV_DBG)/bin/python
+STAMP_DBG := $(VENV_DBG)/.installed
+
+$(STAMP_DBG): setup.py pyproject.toml | deps
+	@if ! $(PYTHON_DBG) -c 'import ensurepip, venv' 2>/dev/null; then \
+	    $(call apt_install, $(PYTHON_DBG_PACKAGES)); \
+	fi
+	[ -x $(VPY_DBG) ] || $(PYTHON_DBG) -m venv $(VENV_DBG)
+	PYTHONWARNINGS=ignore $(VPY_DBG) -m pip install --quiet --upgrade pip 'setuptools>=77' wheel
+	PYTHONWARNINGS=ignore $(VPY_DBG) -m pip install --quiet -e '.[test]'
+	touch $@
+
+test-refcount: deps $(STAMP_DBG)
+	$(VPY_DBG) setup.py --quiet build_ext --inplace --build-temp build/temp-dbg
+	$(VPY_DBG) -m pytest -p no:cacheprovider tests/test_refcounts.py $(PYTEST_ARGS)
 
 # The native tests under valgrind; PYTHONMALLOC=malloc lets valgrind see
 # every allocation.  Memory errors and definite leaks fail the run
@@ -255,10 +308,10 @@ hiredis1-check: deps $(STAMP)
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .hypothesis
 	rm -f alkey/*.so
-	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+	find . \( -path ./$(VENV) -o -path ./$(VENV_DBG) \) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(VENV_DBG)
 
 # ---- fuzzing (tests/fuzz/README.md) ----------------------------------------
 #

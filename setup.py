@@ -26,7 +26,9 @@ WARNINGS = ["-Wall", "-Wextra", "-Wstrict-prototypes", "-std=gnu11"]
 # -fno-wrapv undoes the -fwrapv of Python's CFLAGS so that UBSan reports
 # signed overflow.
 DEBUG_FLAGS = ["-Werror", "-O0", "-g3", "-fno-omit-frame-pointer", "-fno-wrapv"]
-SANITIZE = ["-fsanitize=address,undefined"]
+# -fno-sanitize-recover: undefined behaviour ends the process, as a memory
+# error does, instead of a report that a test run could scroll past.
+SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"]
 
 HIREDIS_HINT = (
     "alkey needs libhiredis (0.14 or 1.x): install it with "
