@@ -367,7 +367,7 @@ def _(env):
 
 @case('encode_key: too deep', 'encode_key', rounds=LOCAL // 100)
 def _(env):
-    return raises(RecursionError, _native.encode_key, (DEEP,), [])
+    return raises(ValueError, _native.encode_key, (DEEP,), [], match='64 deep')
 
 
 # ---- module functions: hooks ------------------------------------------------
@@ -571,6 +571,31 @@ def _(env):
                  returns(2, it, env.unix, ['alkey:users#1', 'alkey:users#!'], 'ns', 60),
                  lambda: returns(1, it, env.client, (o for o in ('alkey:*#!',)), 'ns', 60)(),
                  returns(0, it, env.client, [], 'ns', 60))
+
+
+@case('invalidate_tokens: extra commands', 'invalidate_tokens', rounds=NETWORK)
+def _(env):
+    it = _native.invalidate_tokens
+    extra = [('ZADD', 'ns:intents', '1', 'x'), ['ZREM', 'ns:intents', b'x']]
+    return calls(returns(1, it, env.client, ['alkey:users#1'], 'ns', 60, extra),
+                 returns(1, it, env.client, ['alkey:users#1'], 'ns', 60, None),
+                 raises(alkey.ReplyError, it, env.client, ['alkey:users#1'], 'ns', 60,
+                        [('ZREM',)], match='extra command 0'),
+                 raises(ValueError, it, env.client, ['alkey:users#1'], 'ns', 60, [()]),
+                 raises(TypeError, it, env.client, ['alkey:users#1'], 'ns', 60, [('ZREM', 1)]),
+                 raises(TypeError, it, env.client, ['alkey:users#1'], 'ns', 60, 5),
+                 raises(UnicodeEncodeError, it, env.client, ['alkey:users#1'], 'ns', 60,
+                        [('ZREM', SURROGATE)]))
+
+
+@case('stats / _count_invalidation / _reset_stats', 'stats _count_invalidation _reset_stats')
+def _(env):
+    error = ConnectionRefusedError('refused')
+    return calls(lambda: _native.stats(),
+                 lambda: _native._count_invalidation(2, 0, None),
+                 lambda: _native._count_invalidation(0, 1, error),
+                 raises(TypeError, _native._count_invalidation, 'x', 0, None),
+                 lambda: _native._reset_stats())
 
 
 @case('invalidate_tokens: bad arguments', 'invalidate_tokens')
