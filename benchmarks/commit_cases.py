@@ -103,6 +103,30 @@ class CommitBench:
         if not alkey_ok or not changed(self.with_seed) or changed(self.plain):
             raise SystemExit('benchmarks: a commit did not invalidate as expected')
 
+    def round_trips(self, kind: str, rows: int) -> int:
+        """Redis round trips alkey makes for one operation of ``kind`` (as
+        ``alkey.stats()`` counts them; the timed part only)."""
+        import alkey
+
+        self._bind()
+        try:
+            with self.with_alkey() as session:
+                objs = session.scalars(self.select(self.Row).where(self.Row.id <= rows)).all()
+                session.commit()
+                if kind == 'readonly':
+                    session.execute(self.select(self.Row.id).where(self.Row.id == 1)).all()
+                else:
+                    for obj in objs:
+                        obj.counter += 1
+                before = alkey.stats()['redis_round_trips']
+                if kind == 'flush':
+                    session.flush()
+                else:
+                    session.commit()
+                return alkey.stats()['redis_round_trips'] - before
+        finally:
+            self._unbind()
+
     def _variant(self, name: str, maker: Any, kind: str, rows: int, ops: int,
                  bound: bool) -> Variant:
         Row, select = self.Row, self.select
