@@ -18,13 +18,10 @@ from typing import Any, Iterable
 from sqlalchemy import Table
 from sqlalchemy.sql.elements import TextClause
 
-from .constants import GLOBAL_WRITE_TOKEN
+from .constants import GLOBAL_EPOCH, GLOBAL_WRITE_TOKEN
 from .utils import get_table_id
 
 __all__ = ['GLOBAL_EPOCH', 'epoch_id', 'statement_targets', 'table_targets', 'text_targets']
-
-#: Replaced to change every key that names a row or a table.
-GLOBAL_EPOCH = 'alkey:*#!'
 
 _IDENT = r'(?:"(?:[^"]|"")+"|`[^`]+`|\[[^\]]+\]|[A-Za-z_][\w$]*)'
 _NAME = rf'{_IDENT}(?:\s*\.\s*{_IDENT}){{0,2}}'

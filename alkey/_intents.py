@@ -33,7 +33,7 @@ from typing import Any
 
 from . import _native
 from ._log import RateLimitedWarning
-from .constants import GLOBAL_WRITE_TOKEN
+from .constants import GLOBAL_EPOCH, GLOBAL_WRITE_TOKEN
 
 __all__ = ['GRACE', 'MAX_IDENTIFIERS', 'SWEEP_INTERVAL', 'addition', 'key', 'member',
            'removal', 'sweep', 'unwatch', 'watch', 'write']
@@ -49,8 +49,6 @@ SWEEP_INTERVAL = 1.0
 MAX_IDENTIFIERS = 1000
 #: Intents one sweep handles at most (the next sweep takes the rest).
 BATCH = 100
-
-GLOBAL_EPOCH = 'alkey:*#!'
 
 _warning = RateLimitedWarning()
 
@@ -113,14 +111,16 @@ def sweep(binding: Any) -> int:
             logger.warning('alkey: removing a malformed write-ahead intent from %s', name)
             client.execute_command('ZREM', name, raw)
             continue
-        # Tokens first, then the intent: a sweeper that dies in between
-        # leaves the intent for the next one (twice is harmless).
+        # One transaction: the intent goes only with its tokens (a Redis
+        # refusing writes keeps both), and a sweeper that dies first leaves
+        # it for the next one (delivering twice is harmless).
         send(client, oids, binding.namespace, binding.duration,
              extra=[('ZREM', name, raw)])
         done += 1
     if done:
-        logger.warning('alkey: delivered %d write-ahead intents left by a process '
-                       'that did not invalidate after its commit', done)
+        logger.warning('alkey: delivered %d write-ahead intents still there %.0f s after '
+                       'their commit (its process died, or could not reach Redis)',
+                       done, GRACE)
     return done
 
 

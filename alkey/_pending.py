@@ -29,10 +29,10 @@ import time
 from typing import Any, Callable, Hashable
 
 from . import _native
-from .constants import GLOBAL_WRITE_TOKEN
+from .constants import GLOBAL_EPOCH, GLOBAL_WRITE_TOKEN
 
-__all__ = ['LIMIT', 'RETRY_INTERVAL', 'add', 'clear', 'count', 'deliver', 'schedule', 'take',
-           'waiting']
+__all__ = ['LIMIT', 'RETRY_INTERVAL', 'add', 'clear', 'count', 'deliver', 'has', 'schedule',
+           'take', 'waiting']
 
 logger = logging.getLogger('alkey')
 
@@ -41,7 +41,6 @@ LIMIT = 10000
 #: Seconds between delivery attempts while anything is pending.
 RETRY_INTERVAL = 0.25
 
-GLOBAL_EPOCH = 'alkey:*#!'
 
 _lock = threading.RLock()
 # Binding key -> (sender, {identifier: generation}).  A sender is a callable
@@ -127,6 +126,11 @@ def clear() -> None:
         _by_binding.clear()
         _scheduled.clear()
         _rebuild()
+
+
+def has(key: Hashable) -> bool:
+    """Whether anything is pending for ``key`` (read without the lock)."""
+    return key in _by_binding
 
 
 def waiting() -> bool:

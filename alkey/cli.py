@@ -25,11 +25,12 @@ import time
 from typing import Any, Callable, NamedTuple, Sequence
 
 from . import __version__, _native
-from ._dml import GLOBAL_EPOCH, epoch_id
+from ._dml import epoch_id
 from ._native import Client, ConfigurationError
 from .client import _redact, get_redis_config, parse_url
 from .constants import (
     DEFAULT_REDIS_URL,
+    GLOBAL_EPOCH,
     GLOBAL_WRITE_TOKEN,
     MAX_CACHE_DURATION,
     TOKEN_NAMESPACE,

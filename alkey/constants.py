@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     'DEFAULT_REDIS_URL',
+    'GLOBAL_EPOCH',
     'GLOBAL_WRITE_TOKEN',
     'MAX_CACHE_DURATION',
     'TOKEN_NAMESPACE',
@@ -11,6 +12,11 @@ __all__ = [
 
 #: The identifier of the global write token: any committed write changes it.
 GLOBAL_WRITE_TOKEN = 'alkey:*#*'
+
+#: The identifier of the global epoch: folded into every key, replaced to
+#: invalidate everything (a write whose targets cannot be read, too much
+#: pending work, ``alkey invalidate --all``).
+GLOBAL_EPOCH = 'alkey:*#!'
 
 #: Prefix of the Redis keys that hold tokens: ``<TOKEN_NAMESPACE>:<identifier>``.
 TOKEN_NAMESPACE = 'alkey.cache.TOKENS'

@@ -88,7 +88,8 @@ def send(redis_client: Any, oids: list[str], namespace: str = TOKEN_NAMESPACE,
         return 0
     if isinstance(redis_client, _native.Client):
         return _native.invalidate_tokens(redis_client, oids, namespace, duration, extra)
-    pipe = redis_client.pipeline(transaction=False)
+    # With extra commands, one MULTI/EXEC: they never run without the SETs.
+    pipe = redis_client.pipeline(transaction=bool(extra))
     for oid in oids:
         pipe.set(f'{namespace}:{oid}', _native.random_token(), ex=duration)
     for command in extra or ():
@@ -439,6 +440,11 @@ class _Binding:
         Redis fails: the commit goes on, its delivery unprotected)."""
         if not self.write_ahead or not oids:
             return None
+        if _pending.has(self):
+            # Redis failed a moment ago: do not hold the database
+            # transaction's locks for a timeout (the commit's delivery is
+            # kept pending, unprotected, as when no intent can be written).
+            return None
         intent = _intents.member(oids)
         try:
             _intents.write(self.client(), self.namespace, intent)
@@ -744,6 +750,8 @@ def bind(target: Any, redis_client: Any = None, namespace: str | None = None,
     other processes' keys stale: an intent is written to Redis before each
     commit (one more round trip), and other processes sweep the intents of
     the dead (alkey._intents)."""
+    if not isinstance(write_ahead, bool):
+        raise TypeError(f'write_ahead must be True or False, got {write_ahead!r}')
     _install_engine_listeners()
     with _lock:
         for listen_on in _targets(target):

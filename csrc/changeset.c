@@ -489,14 +489,30 @@ extra_commands(PyObject *obj, Py_ssize_t *nargs)
         goto fail;
     }
     for (i = 0; i < PyTuple_GET_SIZE(given); i++) {
-        PyObject *cmd = PySequence_Tuple(PyTuple_GET_ITEM(given, i));
+        PyObject *item = PyTuple_GET_ITEM(given, i), *cmd;
+        if (PyUnicode_Check(item) || PyBytes_Check(item) ||
+            PyByteArray_Check(item)) {
+            /* ('ZREM', key, member) given where [(...)] was meant would
+             * otherwise be split into one-letter commands. */
+            PyErr_Format(PyExc_TypeError,
+                         "invalidate_tokens: each extra command must be a "
+                         "sequence of arguments, not %.100s",
+                         Py_TYPE(item)->tp_name);
+            goto fail;
+        }
+        cmd = PySequence_Tuple(item);
         if (cmd == NULL) {
             goto fail;
         }
         PyTuple_SET_ITEM(outer, i, cmd);
-        if (PyTuple_GET_SIZE(cmd) == 0 || PyTuple_GET_SIZE(cmd) > INT_MAX) {
+        if (PyTuple_GET_SIZE(cmd) == 0) {
             PyErr_SetString(PyExc_ValueError,
                             "invalidate_tokens: an extra command is empty");
+            goto fail;
+        }
+        if (PyTuple_GET_SIZE(cmd) > INT_MAX / 2) {
+            PyErr_SetString(PyExc_OverflowError,
+                            "invalidate_tokens: an extra command is too long");
             goto fail;
         }
         for (j = 0; j < PyTuple_GET_SIZE(cmd); j++) {
@@ -573,9 +589,13 @@ const char alkey_invalidate_tokens_doc[] = PyDoc_STR(
 "Redis fails, and alkey.ReplyError when Redis refuses a SET (the other\n"
 "SETs may have been applied).\n\n"
 "``extra``, a sequence of commands (each a sequence of str or bytes),\n"
-"goes in the same pipeline after the SETs; only an error reply to one of\n"
-"them counts as a failure (write-ahead intents use it to drop the intent\n"
-"of the commit being delivered).");
+"goes in the same round trip after the SETs, all of them in one\n"
+"MULTI/EXEC transaction: when Redis refuses a SET (out of memory, an ACL)\n"
+"nothing is applied, so an extra command never runs without the SETs\n"
+"(write-ahead intents use it to drop the intent of the commit being\n"
+"delivered; the ACL user then needs MULTI and EXEC too).  Only an error\n"
+"reply to an extra command counts as its failure.  An empty ``oids``\n"
+"sends nothing, ``extra`` included.");
 
 /* Builds every command with the GIL held: the key texts, the tokens and
  * the ttl are copied into C buffers, so that nothing the connection reads
@@ -590,7 +610,10 @@ alkey_py_invalidate_tokens(PyObject *module, PyObject *const *args,
     PyObject *seq = NULL, *extra = NULL, *result = NULL;
     const char *ns, **oids = NULL, **argv = NULL;
     Py_ssize_t nslen, *oidlens = NULL, i, n = 0, m = 0, nextra_args = 0;
-    Py_ssize_t failed = 0, set_failed = 0, first_bad = -1;
+    Py_ssize_t failed = 0, set_failed = 0, first_bad = -1, t = 0, ncmds = 0;
+    alkey_cmd *sets;
+    static const char *multi_argv[] = {"MULTI"}, *exec_argv[] = {"EXEC"};
+    static const size_t multi_len[] = {5}, exec_len[] = {4};
     size_t *argvlen = NULL, total = 0, off = 0, ttllen;
     char *keybuf = NULL, *tokbuf = NULL, ttlbuf[32], detail[256];
     alkey_cmd *cmds = NULL;
@@ -672,13 +695,17 @@ alkey_py_invalidate_tokens(PyObject *module, PyObject *const *args,
     tokbuf = PyMem_Malloc((size_t)n * ALKEY_TOKEN_LEN);
     argv = PyMem_New(const char *, 5 * n + nextra_args);
     argvlen = PyMem_New(size_t, 5 * n + nextra_args);
-    cmds = PyMem_New(alkey_cmd, n + m);
-    replies = PyMem_Calloc((size_t)(n + m), sizeof(redisReply *));
+    /* With extra commands: MULTI, the SETs, the extras, EXEC. */
+    t = m > 0 ? 1 : 0;
+    ncmds = n + m + 2 * t;
+    cmds = PyMem_New(alkey_cmd, ncmds);
+    replies = PyMem_Calloc((size_t)ncmds, sizeof(redisReply *));
     if (keybuf == NULL || tokbuf == NULL || argv == NULL ||
         argvlen == NULL || cmds == NULL || replies == NULL) {
         PyErr_NoMemory();
         goto done;
     }
+    sets = cmds + t;
     for (i = 0; i < n; i++) {
         const char **av = argv + 5 * i;
         size_t *al = argvlen + 5 * i;
@@ -699,13 +726,20 @@ alkey_py_invalidate_tokens(PyObject *module, PyObject *const *args,
         av[2] = tok; al[2] = ALKEY_TOKEN_LEN;
         av[3] = "EX"; al[3] = 2;
         av[4] = ttlbuf; al[4] = ttllen;
-        cmds[i].argc = 5;
-        cmds[i].argv = av;
-        cmds[i].argvlen = al;
+        sets[i].argc = 5;
+        sets[i].argv = av;
+        sets[i].argvlen = al;
     }
-    if (m > 0 && extra_fill(extra, cmds + n, argv + 5 * n,
-                            argvlen + 5 * n) < 0) {
-        goto done;
+    if (m > 0) {
+        if (extra_fill(extra, sets + n, argv + 5 * n, argvlen + 5 * n) < 0) {
+            goto done;
+        }
+        cmds[0].argc = 1;
+        cmds[0].argv = multi_argv;
+        cmds[0].argvlen = multi_len;
+        cmds[ncmds - 1].argc = 1;
+        cmds[ncmds - 1].argv = exec_argv;
+        cmds[ncmds - 1].argvlen = exec_len;
     }
 
     conn = alkey_client_acquire(client, st);
@@ -714,7 +748,7 @@ alkey_py_invalidate_tokens(PyObject *module, PyObject *const *args,
         goto done;
     }
     Py_BEGIN_ALLOW_THREADS
-    rc = alkey_conn_run(conn, (int)(n + m), cmds, replies, &err_no);
+    rc = alkey_conn_run(conn, (int)ncmds, cmds, replies, &err_no);
     Py_END_ALLOW_THREADS
     if (rc < 0) {
         /* No reply is left; the pipeline may be half sent. */
@@ -727,8 +761,29 @@ alkey_py_invalidate_tokens(PyObject *module, PyObject *const *args,
     alkey_client_release(client, conn, 0);
     st->stats.redis_round_trips++;
 
+    if (t && !(replies[ncmds - 1]->type == REDIS_REPLY_ARRAY &&
+               replies[ncmds - 1]->elements == (size_t)(n + m))) {
+        /* EXEC refused (EXECABORT: a command was refused when queued):
+         * nothing was applied.  The first refusal says why. */
+        const redisReply *why = replies[ncmds - 1];
+        for (i = 1; i < ncmds - 1; i++) {
+            if (replies[i]->type == REDIS_REPLY_ERROR) {
+                why = replies[i];
+                break;
+            }
+        }
+        st->stats.invalidations_failed += (unsigned long long)n;
+        st->stats.redis_errors++;
+        PyErr_Format(st->ReplyError,
+                     "invalidate_tokens: Redis refused the transaction of "
+                     "%zd SET and %zd other commands, nothing was applied: "
+                     "%.200s", n, m,
+                     why->type == REDIS_REPLY_ERROR && why->str ? why->str
+                     : "unexpected reply to EXEC");
+        goto done;
+    }
     for (i = 0; i < n + m; i++) {
-        const redisReply *r = replies[i];
+        const redisReply *r = t ? replies[ncmds - 1]->element[i] : replies[i];
         if (r->type == REDIS_REPLY_STATUS ||
             (i >= n && r->type != REDIS_REPLY_ERROR)) {
             continue;
@@ -755,7 +810,7 @@ alkey_py_invalidate_tokens(PyObject *module, PyObject *const *args,
         PyErr_Format(st->ReplyError,
                      "invalidate_tokens: extra command %zd (%.40s) failed: "
                      "%s (the %zd SET commands were applied)",
-                     first_bad - n, cmds[first_bad].argv[0], detail, n);
+                     first_bad - n, sets[first_bad].argv[0], detail, n);
         goto done;
     }
     if (failed) {
@@ -771,7 +826,7 @@ alkey_py_invalidate_tokens(PyObject *module, PyObject *const *args,
 
 done:
     if (replies != NULL) {
-        for (i = 0; i < n + m; i++) {
+        for (i = 0; i < ncmds; i++) {
             if (replies[i] != NULL) {
                 freeReplyObject(replies[i]);
             }

@@ -386,16 +386,43 @@ def test_invalidate_tokens_extra_commands_share_the_pipeline(redis_server_clean)
     redis_server_clean.reset_stats()
     extra = (('ZREM', 'ns:intents', b'a'), ['ZREM', 'ns:intents', 'missing'])
     assert _native.invalidate_tokens(client, ['alkey:users#1'], 'ns', 60, extra) == 1
-    assert redis_server_clean.command_counts() == {'set': 1, 'zrem': 2}
+    # One transaction, in one round trip.
+    assert redis_server_clean.command_counts() == {'multi': 1, 'set': 1, 'zrem': 2, 'exec': 1}
     assert client.execute_command('ZRANGE', 'ns:intents', '0', '-1') == [b'b']
     assert extra[0] == ('ZREM', 'ns:intents', b'a')  # the caller's tuples untouched
-    # An error reply to an extra command: the SETs were applied.
+    # An extra command that fails when it runs: the SETs were applied.
+    client.set('ns:text', 'not a sorted set')
     before = client.get('ns:alkey:users#1')
-    with pytest.raises(alkey.ReplyError, match=r'extra command 0 \(ZREM\) failed: ERR wrong '
-                                               r'number .* \(the 1 SET commands were applied\)'):
-        _native.invalidate_tokens(client, ['alkey:users#1'], 'ns', 60, [('ZREM',)])
+    with pytest.raises(alkey.ReplyError, match=r'extra command 0 \(ZREM\) failed: WRONGTYPE'
+                                               r'.* \(the 1 SET commands were applied\)'):
+        _native.invalidate_tokens(client, ['alkey:users#1'], 'ns', 60, [('ZREM', 'ns:text', 'x')])
     assert client.get('ns:alkey:users#1') != before
+    # One refused when queued: nothing is applied.
+    before = client.get('ns:alkey:users#1')
+    with pytest.raises(alkey.ReplyError, match=r'refused the transaction of 1 SET and 1 other '
+                                               r'commands, nothing was applied: ERR wrong number'):
+        _native.invalidate_tokens(client, ['alkey:users#1'], 'ns', 60, [('ZREM',)])
+    assert client.get('ns:alkey:users#1') == before
     assert client.connection_count == 1  # every reply read: the connection is reused
+
+
+def test_invalidate_tokens_extra_commands_never_run_when_the_sets_are_refused(
+        redis_server_clean):
+    # Out of memory refuses SET but not ZREM: outside a transaction the
+    # intent would go while the tokens it protects stay as they were.
+    client = client_of(redis_server_clean)
+    client.execute_command('ZADD', 'ns:intents', '1', 'a')
+    before = client.get('ns:alkey:users#1')
+    redis_server_clean.config_set('maxmemory-policy', 'noeviction')
+    redis_server_clean.config_set('maxmemory', '1')
+    try:
+        with pytest.raises(alkey.ReplyError, match='nothing was applied: .*OOM'):
+            _native.invalidate_tokens(client, ['alkey:users#1'], 'ns', 60,
+                                      [('ZREM', 'ns:intents', 'a')])
+    finally:
+        redis_server_clean.config_set('maxmemory', '0')
+    assert client.execute_command('ZCARD', 'ns:intents') == 1
+    assert client.get('ns:alkey:users#1') == before
 
 
 def test_invalidate_tokens_refuses_malformed_extra_commands(redis_server_clean):
@@ -407,6 +434,8 @@ def test_invalidate_tokens_refuses_malformed_extra_commands(redis_server_clean):
         _native.invalidate_tokens(client, ['alkey:users#1'], 'ns', 60, [('ZREM', 1)])
     with pytest.raises(TypeError):
         _native.invalidate_tokens(client, ['alkey:users#1'], 'ns', 60, 5)
+    with pytest.raises(TypeError, match='sequence of arguments, not str'):
+        _native.invalidate_tokens(client, ['alkey:users#1'], 'ns', 60, ('ZREM', 'k', 'm'))
     assert redis_server_clean.command_counts() == {}  # nothing sent
 
 

@@ -71,11 +71,11 @@ def test_the_intent_is_in_redis_during_the_database_commit_and_gone_after(
             s.commit()
     finally:
         event.remove(engine, 'commit', during)
-    # One ZADD before the commit; after it one pipeline of SETs and the ZREM
+    # One ZADD before the commit; after it one MULTI/EXEC of the SETs and the ZREM
     # (and this test's ZRANGE; the sweeper's ZRANGEBYSCOREs left out).
     counts = server.command_counts()
     counts.pop('zrangebyscore', None)
-    assert counts == {'zadd': 1, 'set': 3, 'zrem': 1, 'zrange': 1}
+    assert counts == {'zadd': 1, 'multi': 1, 'set': 3, 'zrem': 1, 'exec': 1, 'zrange': 1}
     assert len(seen) == 1 and len(seen[0]) == 1
     assert set(seen[0][0].split('\n')[1:]) == {'alkey:users#1', 'alkey:users#*', 'alkey:*#*'}
     assert client.execute_command('ZCARD', INTENTS) == 0
@@ -109,7 +109,7 @@ def _die_after_commit(maker: Any, engine: Any) -> None:
 @pytest.mark.parametrize('write_ahead', [True, False])
 def test_a_process_dying_between_commit_and_invalidation(
         write_ahead, engine, client, users, monkeypatch, fast_sweeps, server):
-    monkeypatch.setattr(_intents, 'GRACE', 0.0)  # due at once (inherited by the child)
+    monkeypatch.setattr(_intents, 'GRACE', 1.0)  # inherited by the child
     maker = sessionmaker(engine)
     events.bind(maker, redis_client=client, write_ahead=write_ahead)
     try:
@@ -120,15 +120,19 @@ def test_a_process_dying_between_commit_and_invalidation(
         if pid == 0:
             _die_after_commit(maker, engine)
         assert wait_children([pid]) == {pid: 0}
+        died = time.monotonic()
         with engine.connect() as conn:  # the commit happened
             assert conn.execute(text('SELECT name FROM users WHERE id = 1')).scalar() \
                 == 'changed by a dying process'
+        # Nothing invalidated after the commit: the gap the intent covers.
+        if time.monotonic() - died < 0.5:
+            assert get_token(client, 'alkey:users#1') == before
         if write_ahead:
             # This process's sweeper finds the dead one's intent.
             assert _wait_for(lambda: get_token(client, 'alkey:users#1') != before)
             assert _wait_for(lambda: client.execute_command('ZCARD', INTENTS) == 0)
         else:
-            time.sleep(0.5)
+            time.sleep(1.5)  # past the grace and a few sweeps
             assert get_token(client, 'alkey:users#1') == before  # stale: the gap
     finally:
         events.unbind(maker)
@@ -142,6 +146,47 @@ def test_an_intent_is_not_swept_before_it_is_due(AheadMaker, users, client, serv
     time.sleep(0.3)  # several sweeps
     assert get_token(client, 'alkey:users#2') == before
     assert client.execute_command('ZCARD', INTENTS) == 1
+
+
+def test_redis_refusing_writes_at_delivery_keeps_the_intent(
+        AheadMaker, users, client, server, caplog):
+    # The intent is written; then Redis runs out of memory: the pipeline's
+    # SETs are refused, and so is the intent's removal (one transaction).
+    before = get_token(client, 'alkey:users#1')
+    session = AheadMaker()
+    session.get(User, 1).name = 'changed'
+
+    def out_of_memory(_session):
+        server.config_set('maxmemory-policy', 'noeviction')
+        server.config_set('maxmemory', '1')
+
+    # On the maker, first: before alkey's own after_commit listener.
+    event.listen(AheadMaker, 'after_commit', out_of_memory, insert=True)
+    try:
+        session.commit()  # does not raise
+        assert client.execute_command('ZCARD', INTENTS) == 1
+        assert get_token(client, 'alkey:users#1') == before
+    finally:
+        server.config_set('maxmemory', '0')
+        event.remove(AheadMaker, 'after_commit', out_of_memory)
+        session.close()
+    from alkey import _pending
+    assert _wait_for(lambda: _pending.count() == 0)  # the retry delivers it
+    assert get_token(client, 'alkey:users#1') != before
+
+
+def test_no_intent_is_attempted_while_the_binding_has_work_pending(
+        AheadMaker, users, client, server):
+    from alkey import _pending
+    binding = events._bindings[AheadMaker]
+    _pending.add(binding, binding.sender, ['alkey:users#2'])
+    server.reset_stats()
+    with AheadMaker() as s:
+        s.get(User, 1).name = 'changed'
+        s.commit()
+    counts = server.command_counts()
+    counts.pop('zrangebyscore', None)  # the sweeper's
+    assert 'zadd' not in counts and counts['set'] == 4  # the pending one carried along
 
 
 def test_a_malformed_intent_is_removed_and_delivers_nothing(AheadMaker, users, client, server):

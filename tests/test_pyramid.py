@@ -395,8 +395,10 @@ def test_write_ahead_and_settle_delay_reach_the_binding(note_engine, server):
     counts = server.command_counts()
     counts.pop('zrangebyscore', None)  # the intent sweeper's
     # The intent before the commit, the tokens and its removal after.
-    assert counts == {'zadd': 1, 'set': 3, 'zrem': 1}
-    assert _intents._watched  # this process sweeps for others
+    assert counts == {'zadd': 1, 'multi': 1, 'set': 3, 'zrem': 1, 'exec': 1}
+    binding = events._bindings[NoteSession]
+    assert (binding.write_ahead, binding.settle_delay) == (True, 0.2)
+    assert binding in _intents._watched  # this process sweeps for others
     time.sleep(0.6)  # the settle delay's second delivery
     counts = server.command_counts()
     assert counts['set'] == 6
