@@ -85,11 +85,7 @@ def _identifiers(intent: str) -> list[str] | None:
     """The identifiers an intent names, or None when it is not one of ours
     (nothing is done with it but its removal)."""
     oids = intent.split('\n')[1:]
-    if not oids:
-        return None
-    try:
-        _native.ChangeSet().update(oids)
-    except (TypeError, ValueError):
+    if not oids or any(_native.oid_kind(oid) is None for oid in oids):
         return None
     return oids
 

@@ -69,10 +69,7 @@ def _check_client(client: Any) -> None:
 def _identifier(instance_or_oid: Any) -> str:
     """The identifier of an instance, class, table or identifier string."""
     oid = get_object_id(instance_or_oid)
-    if isinstance(oid, str) and (
-            _native.valid_object_id(oid) or _native.valid_write_token(oid)
-            # an epoch, alkey:<table>#! or alkey:*#!
-            or (oid.endswith('#!') and _native.valid_write_token(oid[:-1] + '*'))):
+    if _native.oid_kind(oid) is not None:
         return oid
     raise ValueError(
         f'expected a model instance, a model class or an identifier such as '

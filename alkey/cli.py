@@ -64,16 +64,11 @@ class Target(NamedTuple):
 def parse_target(text: str) -> Target:
     """The token a command-line target names; TargetError naming the target
     and the accepted forms otherwise."""
-    if _native.valid_object_id(text):
-        return Target(text, text, 'instance')
-    if text == GLOBAL_WRITE_TOKEN:
-        return Target(text, text, 'global')
-    if _native.valid_write_token(text):
-        return Target(text, text, 'table')
-    if text == GLOBAL_EPOCH:
-        return Target(text, text, 'global-epoch')
-    if text.endswith('#!') and _native.valid_write_token(text[:-1] + '*'):
-        return Target(text, text, 'table-epoch')
+    kind = _native.oid_kind(text)
+    if kind == 'epoch':
+        kind = 'global-epoch' if text == GLOBAL_EPOCH else 'table-epoch'
+    if kind is not None:
+        return Target(text, text, kind)
     if text and not _NOT_IN_NAMES.intersection(text) and text.isprintable():
         try:
             oid = get_table_id(text)  # escaped: any such name has an identifier

@@ -1280,6 +1280,34 @@ alkey_py_valid_write_token(PyObject *module, PyObject *arg)
                            || kind == ALKEY_OID_GLOBAL);
 }
 
+const char alkey_oid_kind_doc[] = PyDoc_STR(
+    "oid_kind($module, s, /)\n--\n\n"
+    "What s names: 'instance' ('alkey:users#1'), 'table' ('alkey:users#*'),\n"
+    "'global' ('alkey:*#*'), 'epoch' ('alkey:users#!' or the global epoch\n"
+    "'alkey:*#!'), or None for anything else (not a str, or not in the\n"
+    "grammar), never an error.");
+
+PyObject *
+alkey_py_oid_kind(PyObject *module, PyObject *arg)
+{
+    static const char *const names[] = {
+        [ALKEY_OID_INSTANCE] = "instance",
+        [ALKEY_OID_TABLE] = "table",
+        [ALKEY_OID_GLOBAL] = "global",
+        [ALKEY_OID_EPOCH] = "epoch",
+    };
+    int kind;
+
+    (void)module;
+    if (object_oid_kind(arg, &kind) < 0) {
+        return NULL;
+    }
+    if (kind == ALKEY_OID_NONE) {
+        Py_RETURN_NONE;
+    }
+    return PyUnicode_InternFromString(names[kind]);
+}
+
 const char alkey_encode_key_doc[] = PyDoc_STR(
     "encode_key($module, args, tokens, hashed=False, /)\n--\n\n"
     "The cache key of the tuple or list args.  Every top-level identifier\n"

@@ -74,10 +74,12 @@ PyObject *alkey_keyplan_finish(alkey_keyplan *plan,
 /* Module-level functions defined in keys.c. */
 PyObject *alkey_py_valid_object_id(PyObject *module, PyObject *arg);
 PyObject *alkey_py_valid_write_token(PyObject *module, PyObject *arg);
+PyObject *alkey_py_oid_kind(PyObject *module, PyObject *arg);
 PyObject *alkey_py_encode_key(PyObject *module, PyObject *const *args,
                               Py_ssize_t nargs);
 extern const char alkey_valid_object_id_doc[];
 extern const char alkey_valid_write_token_doc[];
+extern const char alkey_oid_kind_doc[];
 extern const char alkey_encode_key_doc[];
 
 #endif

@@ -85,6 +85,7 @@ static PyMethodDef module_methods[] = {
      alkey_valid_object_id_doc},
     {"valid_write_token", alkey_py_valid_write_token, METH_O,
      alkey_valid_write_token_doc},
+    {"oid_kind", alkey_py_oid_kind, METH_O, alkey_oid_kind_doc},
     {"_set_hooks", (PyCFunction)(void (*)(void))set_hooks, METH_FASTCALL,
      set_hooks_doc},
     {"stats", alkey_py_stats, METH_NOARGS, alkey_stats_doc},

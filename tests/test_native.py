@@ -43,6 +43,20 @@ def test_exception_hierarchy():
     assert alkey.Error.__module__ == 'alkey'
 
 
+@pytest.mark.parametrize('value, kind', [
+    ('alkey:users#1', 'instance'), ('alkey:tags#s:a%2Fb', 'instance'),
+    ('alkey:users#1,s:admin', 'instance'), ('alkey:users#*', 'table'),
+    ('alkey:public.users#*', 'table'), ('alkey:*#*', 'global'),
+    ('alkey:users#!', 'epoch'), ('alkey:*#!', 'epoch'),
+    ('alkey:users#', None), ('alkey:users#01', None), ('users', None), ('', None),
+    ('alkey:users#!!', None), (b'alkey:users#1', None), (1, None), (None, None),
+])
+def test_oid_kind_names_what_an_identifier_stands_for(value, kind):
+    assert _native.oid_kind(value) == kind
+    assert _native.valid_object_id(value) is (kind == 'instance')
+    assert _native.valid_write_token(value) is (kind in ('table', 'global'))
+
+
 def test_random_tokens_are_unique_url_safe_strings():
     tokens = {_native.random_token() for _ in range(10000)}
     assert len(tokens) == 10000

@@ -57,9 +57,7 @@ def is_slot(value: Any) -> bool:
     identifier, or an epoch."""
     if type(value) is not str:
         return False
-    if _native.valid_object_id(value) or _native.valid_write_token(value):
-        return True
-    return value.endswith('#!') and _native.valid_write_token(value[:-1] + '*')
+    return _native.oid_kind(value) is not None
 
 
 def canon(value: Any) -> Any:

@@ -316,11 +316,12 @@ def _(env):
     return _native.random_token
 
 
-@case('valid_object_id / valid_write_token', 'valid_object_id valid_write_token')
+@case('valid_object_id / valid_write_token / oid_kind',
+      'valid_object_id valid_write_token oid_kind')
 def _(env):
-    values = ('alkey:users#1', 'alkey:users#*', 'alkey:*#*', 'alkey:*#!', 'nope',
-              SURROGATE, 1, None, Oid('alkey:users#1'))
-    funcs = (_native.valid_object_id, _native.valid_write_token)
+    values = ('alkey:users#1', 'alkey:users#*', 'alkey:*#*', 'alkey:*#!', 'alkey:users#!',
+              'nope', SURROGATE, 1, None, Oid('alkey:users#1'))
+    funcs = (_native.valid_object_id, _native.valid_write_token, _native.oid_kind)
     return calls(*(lambda f=f, v=v: f(v) for f in funcs for v in values))
 
 
