@@ -7,17 +7,12 @@ free port.  The rows live in a SQLite database in a temporary directory.
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import sys
 import tempfile
-import time
-from contextlib import contextmanager
-from typing import Iterator
 
 from sqlalchemy import String, create_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from redis_url import redis_url
 
 
 class Base(DeclarativeBase):
@@ -30,44 +25,11 @@ class User(Base):
     name: Mapped[str] = mapped_column(String(50))
 
 
-@contextmanager
-def throwaway_redis(directory: str) -> Iterator[str]:
-    """A redis-server of our own on a free port, stopped afterwards."""
-    executable = shutil.which('redis-server')
-    if executable is None:
-        sys.exit('demo: redis-server is not installed (apt-get install redis-server), '
-                 'or set REDIS_URL')
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [executable, '--port', str(port), '--bind', '127.0.0.1', '--save', '',
-         '--appendonly', 'no', '--dir', directory],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(('127.0.0.1', port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    sys.exit('demo: redis-server did not start')
-                time.sleep(0.05)
-        yield f'redis://127.0.0.1:{port}'
-    finally:
-        proc.terminate()
-        proc.wait(5)
-
-
 def main() -> None:
-    with tempfile.TemporaryDirectory(prefix='alkey-demo-') as tmp:
-        if os.environ.get('REDIS_URL'):
-            run(os.environ['REDIS_URL'], tmp)
-        else:
-            with throwaway_redis(tmp) as url:
-                os.environ['REDIS_URL'] = url
-                run(url, tmp)
+    with tempfile.TemporaryDirectory(prefix='alkey-demo-') as tmp, \
+            redis_url('demo') as url:
+        os.environ['REDIS_URL'] = url
+        run(url, tmp)
 
 
 def run(url: str, tmp: str) -> None:

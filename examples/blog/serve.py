@@ -9,51 +9,13 @@ blog.sqlite beside this file, made on the first start.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import socket
-import subprocess
 import sys
-import tempfile
-import time
-from contextlib import contextmanager
-from typing import Iterator
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))  # examples/: redis_url
 
-
-@contextmanager
-def redis_url() -> Iterator[str]:
-    """$REDIS_URL, or the URL of a throwaway redis-server."""
-    if os.environ.get('REDIS_URL'):
-        yield os.environ['REDIS_URL']
-        return
-    executable = shutil.which('redis-server')
-    if executable is None:
-        sys.exit('serve: redis-server is not installed (apt-get install '
-                 'redis-server), or set REDIS_URL')
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        port = s.getsockname()[1]
-    with tempfile.TemporaryDirectory(prefix='alkey-blog-redis-') as directory:
-        proc = subprocess.Popen(
-            [executable, '--port', str(port), '--bind', '127.0.0.1',
-             '--save', '', '--appendonly', 'no', '--dir', directory],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    socket.create_connection(('127.0.0.1', port), timeout=0.2).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline or proc.poll() is not None:
-                        sys.exit('serve: redis-server did not start')
-                    time.sleep(0.05)
-            yield f'redis://127.0.0.1:{port}'
-        finally:
-            proc.terminate()
-            proc.wait(5)
+from redis_url import redis_url  # noqa: E402
 
 
 def main() -> int:
@@ -62,7 +24,7 @@ def main() -> int:
     sys.path.insert(0, HERE)
     # A plain `kill` stops the server like Ctrl-C: redis-server goes with it.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
-    with redis_url() as url:
+    with redis_url('serve') as url:
         os.environ['REDIS_URL'] = url
         print(f'serve: Redis at {url}; the blog at http://localhost:6543/',
               flush=True)
