@@ -51,15 +51,13 @@ _STATE = '_alkey_changes'
 class _SessionChanges:
     """What one session has changed in its current transaction."""
 
-    __slots__ = ('changes', 'marks', 'released', 'flushing', 'connections',
-                 'binding', 'intent')
+    __slots__ = ('changes', 'marks', 'released', 'flushing', 'binding', 'intent')
 
     def __init__(self) -> None:
         self.changes = _native.ChangeSet()
         self.marks: dict[int, int] = {}    # id(SAVEPOINT transaction) -> mark
         self.released: set[int] = set()    # SAVEPOINTs committed, not yet ended
         self.flushing = False              # the unit of work's own statements
-        self.connections: list[Any] = []   # connections this transaction uses
         self.binding: _Binding | None = None  # who delivers (set at begin)
         self.intent: str | None = None     # the write-ahead intent written
 
@@ -393,10 +391,9 @@ class _Binding:
         # transaction (bulk, Core and text writes through session.execute()
         # or session.connection()).
         _install_engine_listeners()
-        _owners[connection] = weakref.ref(session)
-        state = self.state(session)
-        state.connections.append(connection)
-        state.binding = self
+        if connection not in _sessions:  # listeners installed just now
+            _on_any_session_begin(session, transaction, connection)
+        self.state(session).binding = self
 
     def after_transaction_create(self, session: Session, transaction: Any) -> None:
         if transaction.nested:
@@ -497,9 +494,6 @@ class _Binding:
             state.released.clear()
             state.flushing = False
             state.intent = None
-            for connection in state.connections:
-                _owners.pop(connection, None)
-            state.connections.clear()
 
 
 _default_binding = _Binding()
@@ -510,8 +504,6 @@ _lock = threading.Lock()
 # --------------------------------------------------------------------------
 # Statements: bulk ORM, Core and text writes, in sessions or on their own
 
-# Connection -> weak reference to the session whose transaction uses it.
-_owners: 'weakref.WeakKeyDictionary[Any, Any]' = weakref.WeakKeyDictionary()
 # Connection (used without a session) -> what its transaction wrote.
 _loose: 'weakref.WeakKeyDictionary[Any, _SessionChanges]' = weakref.WeakKeyDictionary()
 _POST = '_alkey_after_commit'
@@ -521,31 +513,43 @@ _engine_listeners_installed = False
 _loose_binding: list[_Binding] = [_default_binding]
 
 
-# Connections in use by any session's transaction, bound or not: writes
-# through a session alkey is not bound to are that session's business.
-_session_conns: 'weakref.WeakKeyDictionary[Any, bool]' = weakref.WeakKeyDictionary()
+# Connection -> weak reference to the session, bound or not, whose
+# transaction uses it (statements run on it belong to that transaction:
+# bulk, Core and text writes through session.execute() or
+# session.connection()).  Writes through a session alkey is not bound to
+# are that session's business.
+_sessions: 'weakref.WeakKeyDictionary[Any, Any]' = weakref.WeakKeyDictionary()
 _SEEN = '_alkey_connections'
 
 
 def _on_any_session_begin(session: Any, transaction: Any, connection: Any) -> None:
-    _session_conns[connection] = True
+    _sessions[connection] = weakref.ref(session)
     session.info.setdefault(_SEEN, []).append(connection)
 
 
 def _on_any_session_end(session: Any, transaction: Any) -> None:
     if transaction.parent is None:
         for connection in session.info.pop(_SEEN, ()):
-            _session_conns.pop(connection, None)
+            _sessions.pop(connection, None)
+        state = session.info.get(_STATE)
+        if state is not None:
+            state.binding = None  # the next begin says whether it is still bound
 
 
-def _owner(conn: Any) -> _SessionChanges | None:
-    ref = _owners.get(conn)
+_UNBOUND = object()
+
+
+def _owner(conn: Any) -> Any:
+    """The change state of the bound session whose transaction uses
+    ``conn``; _UNBOUND for a session alkey is not bound to; None for a
+    connection used without a session."""
+    ref = _sessions.get(conn)
     session = ref() if ref is not None else None
     if session is None:
         return None
     state = session.info.get(_STATE)
-    if state is None:
-        state = session.info[_STATE] = _SessionChanges()
+    if state is None or state.binding is None:
+        return _UNBOUND
     return state
 
 
@@ -564,7 +568,7 @@ def _send_loose(oids: list[str], extra: list[tuple[str, ...]] | None = None) -> 
 def _on_after_execute(conn: Any, clauseelement: Any, multiparams: Any, params: Any,
                       execution_options: Any, result: Any) -> None:
     state = _owner(conn)
-    if state is None and conn in _session_conns:
+    if state is _UNBOUND:
         return  # a session alkey is not bound to
     if state is not None and state.flushing:
         return  # a flush's own INSERT/UPDATE/DELETE: after_flush names the rows
@@ -593,9 +597,9 @@ def _on_commit(conn: Any) -> None:
     reader in between cannot keep old data under the new tokens.  (With
     ``write_ahead``, the first pipeline writes the intent and the second
     removes it.)"""
-    if conn in _owners:
-        state = _owner(conn)
-        if (state is not None and state.intent is None and state.binding is not None
+    state = _owner(conn)
+    if state is not None:
+        if (state is not _UNBOUND and state.intent is None
                 and state.binding.write_ahead and len(state.changes)):
             state.intent = state.binding.write_intent(state.changes.oids())
         return
