@@ -30,10 +30,7 @@ from sqlalchemy import event, inspect
 from sqlalchemy.orm import InstanceState, Mapper
 from sqlalchemy.sql.expression import TableClause
 
-try:
-    from . import _native  # type: ignore[attr-defined, unused-ignore]
-except ImportError:  # the extension is not built (yet): pure Python checks
-    _native = None
+from . import _native
 
 __all__ = [
     "get_object_id",
@@ -130,10 +127,11 @@ _OID_RE = re.compile(
 def _check_oid(value: object) -> int:
     """Return the kind of oid ``value`` is (``_OID_*``), strictly.
 
-    The pure-Python twin of the extension's ``alkey_oid_kind``: the whole
-    text must match the grammar, escapes included (uppercase hex, and only
-    for bytes that may not stand as they are). Non-str values are
-    ``_OID_NONE``.
+    The pure-Python twin of the extension's ``alkey_oid_kind``, from the
+    regular expression unpack_object_id() parses with: the whole text must
+    match the grammar, escapes included (uppercase hex, and only for bytes
+    that may not stand as they are). Non-str values are ``_OID_NONE``.
+    The library asks the extension; the tests check the two agree.
     """
     if not isinstance(value, str):
         return _OID_NONE
@@ -154,16 +152,12 @@ class _OidCheck:
     is truthy or None like the compiled regex the seed exposed.
     """
 
-    def __init__(self, name: str, kinds: frozenset[int],
-                 native: Callable[[object], bool] | None) -> None:
+    def __init__(self, name: str, native: Callable[[object], bool]) -> None:
         self.__name__ = name
-        self._kinds = kinds
         self._native = native
 
     def __call__(self, value: object) -> bool:
-        if self._native is not None:
-            return bool(self._native(value))
-        return _check_oid(value) in self._kinds
+        return self._native(value)
 
     def match(self, value: object) -> bool | None:
         """Return True when ``value`` is valid, else None."""
@@ -173,19 +167,13 @@ class _OidCheck:
         return "<alkey.utils.%s>" % self.__name__
 
 
-valid_object_id = _OidCheck(
-    "valid_object_id", frozenset({_OID_INSTANCE}),
-    getattr(_native, "valid_object_id", None),
-)
+valid_object_id = _OidCheck("valid_object_id", _native.valid_object_id)
 valid_object_id.__doc__ = """True for the oid of one row (``alkey:users#1``).
 
 Table and global tokens are not object ids: see ``valid_write_token``.
 """
 
-valid_write_token = _OidCheck(
-    "valid_write_token", frozenset({_OID_TABLE, _OID_GLOBAL}),
-    getattr(_native, "valid_write_token", None),
-)
+valid_write_token = _OidCheck("valid_write_token", _native.valid_write_token)
 valid_write_token.__doc__ = """True for a table token (``alkey:users#*``)
 or the global write token (``alkey:*#*``).
 """
